@@ -1,0 +1,109 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/zkdog/zkdog/supervise"
+	"github.com/zkdog/zkdog/worker"
+)
+
+const (
+	flagStdin          = "stdin"
+	flagNoQueue        = "no-queue"
+	flagLoop           = "loop"
+	flagID             = "id"
+	flagKickInterval   = "kick-interval"
+	flagProgress       = "progress"
+	flagSampleInterval = "sample-interval"
+	flagProgressFile   = "progress-file"
+	flagKillOnStall    = "kill-on-stall"
+	flagKillTimeout    = "kill-timeout"
+
+	envWorkerID       = "ZKDOG_WORKER_ID"
+	envKickInterval   = "ZKDOG_KICK_INTERVAL"
+	envProgress       = "ZKDOG_PROGRESS"
+	envSampleInterval = "ZKDOG_SAMPLE_INTERVAL"
+	envKillTimeout    = "ZKDOG_KILL_TIMEOUT"
+)
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "Take a work item and run a command on it, kicking a timer while the command makes progress.",
+		ArgsUsage: "-- COMMAND [ARGS...]",
+		Description: "The item reaches the command as $ZKDOG_ITEM, in place of every {} argument, and on standard\n" +
+			"input with --stdin. zkdog exits with the command's status (128+N if signal N killed it); 125 if\n" +
+			"zkdog failed before the command started, 126 if the command is not executable, 127 if not found.\n" +
+			"An empty queue is exit 0 without running the command.",
+		Flags: append(commonFlags(),
+			&cli.BoolFlag{Name: flagStdin, Usage: "Also write the item, and a newline, to the command's standard input."},
+			&cli.BoolFlag{Name: flagNoQueue, Usage: "Take no item: run the command once under a timer (a watchdog only)."},
+			&cli.BoolFlag{Name: flagLoop, Usage: "Take items one after another until the queue is empty, under one timer."},
+			&cli.StringFlag{Name: flagID, EnvVars: envs(envWorkerID),
+				Usage: "Name of this worker in reports; default from the scheduler's job and array task ids, else host:pid."},
+			durationFlag(flagKickInterval, envKickInterval, 0,
+				"Kick the timer at most this often; default a quarter of the job's timer."),
+			&cli.StringFlag{Name: flagProgress, EnvVars: envs(envProgress), Value: "all",
+				Usage: "What counts as progress, comma-separated: cpu, io, output, file, kick; all (the default) or alive (kick while the command runs)."},
+			durationFlag(flagSampleInterval, envSampleInterval, supervise.DefaultInterval,
+				"How often the command's process tree is sampled for progress."),
+			&cli.StringSliceFlag{Name: flagProgressFile, TakesFile: true,
+				Usage: "A file whose modification time changing counts as progress (repeatable)."},
+			&cli.BoolFlag{Name: flagKillOnStall,
+				Usage: "Stop the command (TERM, grace, KILL) once it has made no progress for the job's timer, and record it as stalled."},
+			durationFlag(flagKillTimeout, envKillTimeout, supervise.DefaultKillTimeout,
+				"After TERM or INT reaches the command, how long it gets before KILL."),
+		),
+		OnUsageError: usageError(worker.ExitFailed),
+		Action:       runAction,
+	}
+}
+
+func runAction(c *cli.Context) error {
+	command := c.Args().Slice()
+	if len(command) == 0 {
+		return exitWith(worker.ExitFailed, fmt.Errorf("no command to run; give it after --, as in: zkdog run --%s /job -- ./work {}", flagRoot))
+	}
+	t, err := parseTarget(c)
+	if err != nil {
+		return exitWith(worker.ExitFailed, err)
+	}
+	progress, err := supervise.ParseActivity(c.String(flagProgress))
+	if err != nil {
+		return exitWith(worker.ExitFailed, fmt.Errorf("--%s: %w", flagProgress, err))
+	}
+	if c.Bool(flagNoQueue) && (c.Bool(flagLoop) || c.Bool(flagStdin)) {
+		return exitWith(worker.ExitFailed, fmt.Errorf("--%s takes no item, so --%s and --%s make no sense with it", flagNoQueue, flagLoop, flagStdin))
+	}
+	sample := durationOf(c, flagSampleInterval)
+	if sample < 10*time.Millisecond {
+		return exitWith(worker.ExitFailed, fmt.Errorf("--%s %v is too short; give at least 10ms", flagSampleInterval, sample))
+	}
+	sess, j, err := t.dial(c.Context)
+	if err != nil {
+		return exitWith(worker.ExitFailed, err)
+	}
+	defer sess.Close()
+	code, err := worker.Run(c.Context, sess, j, worker.Config{
+		Command:        command,
+		ItemOnStdin:    c.Bool(flagStdin),
+		NoQueue:        c.Bool(flagNoQueue),
+		Loop:           c.Bool(flagLoop),
+		ID:             c.String(flagID),
+		KickInterval:   durationOf(c, flagKickInterval),
+		Progress:       progress,
+		SampleInterval: sample,
+		ProgressFiles:  c.StringSlice(flagProgressFile),
+		KillOnStall:    c.Bool(flagKillOnStall),
+		KillTimeout:    durationOf(c, flagKillTimeout),
+		Stdin:          os.Stdin,
+		Stdout:         os.Stdout,
+		Stderr:         os.Stderr,
+		Log:            t.log,
+	})
+	return exitWith(code, err)
+}

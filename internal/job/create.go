@@ -1,0 +1,190 @@
+package job
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"sync"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkdog/zkdog/internal/protocol"
+)
+
+// Batching of the fill. The server refuses a request near 1 MiB
+// (jute.maxbuffer), so a batch stops well short of it; many creates per
+// request are what make a fill fast (one Multi of 100 creates runs at
+// 30,000-45,000 znodes/s here against about 2,500 single creates).
+const (
+	batchBytes    = 512 << 10
+	batchOps      = 1000
+	fillPipelined = 8 // Multis in flight at once
+	perOpOverhead = 64
+)
+
+// CheckItems validates items before anything is written, so that bad input
+// leaves no trace in ZooKeeper.
+func CheckItems(items [][]byte) error {
+	if len(items) > protocol.MaxItems {
+		return fmt.Errorf("%w: %d items is more than the %d a job may hold; split the job", ErrTooLarge, len(items), protocol.MaxItems)
+	}
+	for i, it := range items {
+		if len(it) > protocol.MaxItemBytes {
+			return fmt.Errorf("%w: item %d is %d bytes, over the %d-byte limit; pass a file name or a key instead of the data", ErrTooLarge, i+1, len(it), protocol.MaxItemBytes)
+		}
+	}
+	return nil
+}
+
+// Create makes the job: the root (and its missing parents), the fixed
+// nodes, every item, and the sync barrier when spec.Sync. The root is
+// written first in state filling and switched to ready last, so workers
+// never see half a queue. If anything fails the job is removed again, and
+// nothing is left but parents that did not exist before.
+func (j *Job) Create(spec protocol.Job, items [][]byte) error {
+	if err := CheckItems(items); err != nil {
+		return err
+	}
+	spec.Protocol = protocol.Version
+	spec.Items = len(items)
+	spec.State = protocol.StateFilling
+	if err := j.createParents(); err != nil {
+		return err
+	}
+	_, err := j.conn.Create(j.L.Root, protocol.Encode(spec), 0, openACL)
+	if errors.Is(err, zk.ErrNodeExists) {
+		return j.describeExisting()
+	}
+	if err != nil {
+		return fmt.Errorf("job: creating %s: %w", j.L.Root, err)
+	}
+	if err := j.fill(spec, items); err != nil {
+		if rerr := j.Remove(); rerr != nil {
+			return fmt.Errorf("%w (and removing the partial job failed: %v; run zkdog clear --force)", err, rerr)
+		}
+		return err
+	}
+	return nil
+}
+
+func (j *Job) describeExisting() error {
+	b, _, err := j.conn.Get(j.L.Root)
+	if err != nil {
+		return fmt.Errorf("%w at %s", ErrExists, j.L.Root)
+	}
+	spec, err := protocol.DecodeJob(b)
+	if err != nil {
+		return fmt.Errorf("%w: %s exists and is not a zkdog job; choose another --root", ErrExists, j.L.Root)
+	}
+	return fmt.Errorf("%w at %s (state %s, %d items); wait for it, or remove it with zkdog clear", ErrExists, j.L.Root, spec.State, spec.Items)
+}
+
+func (j *Job) createParents() error {
+	dir := path.Dir(j.L.Root)
+	if dir == "/" {
+		return nil
+	}
+	p := ""
+	for _, part := range strings.Split(strings.TrimPrefix(dir, "/"), "/") {
+		p += "/" + part
+		_, err := j.conn.Create(p, nil, 0, openACL)
+		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			return fmt.Errorf("job: creating parent %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+func (j *Job) fill(spec protocol.Job, items [][]byte) error {
+	// Parents first, and waited for: concurrent requests from several
+	// goroutines reach the server in no particular order.
+	dirs := &batcher{job: j}
+	for _, p := range []string{j.L.Items(), j.L.Results(), j.L.Leases(), j.L.Retry(), j.L.Timers(),
+		j.L.Cursor(), j.L.Done(), j.L.Failed(), j.L.Clock()} {
+		dirs.create(p, nil)
+	}
+	if err := dirs.wait(); err != nil {
+		return fmt.Errorf("job: creating the job's nodes: %w", err)
+	}
+	for b := range protocol.Buckets(len(items)) {
+		dirs.create(j.L.ItemBucket(b), nil)
+		dirs.create(j.L.ResultBucket(b), nil)
+	}
+	if err := dirs.wait(); err != nil {
+		return fmt.Errorf("job: creating buckets: %w", err)
+	}
+	b := &batcher{job: j}
+	for i, it := range items {
+		b.create(j.L.Item(i), it)
+	}
+	if spec.Sync {
+		b.create(j.L.Sync(), []byte("sync"))
+	}
+	if err := b.wait(); err != nil {
+		return fmt.Errorf("job: writing items: %w", err)
+	}
+	spec.State = protocol.StateReady
+	if _, err := j.conn.Set(j.L.Root, protocol.Encode(spec), -1); err != nil {
+		return fmt.Errorf("job: marking %s ready: %w", j.L.Root, err)
+	}
+	return nil
+}
+
+// batcher groups creates into Multis and keeps a few in flight. The
+// batches may reach the server in any order, so a batch must not depend on
+// another of the same wait.
+type batcher struct {
+	job   *Job
+	ops   []any
+	bytes int
+	sem   chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	err   error
+}
+
+func (b *batcher) create(p string, data []byte) {
+	size := len(p) + len(data) + perOpOverhead
+	if len(b.ops) >= batchOps || b.bytes+size > batchBytes {
+		b.flush()
+	}
+	b.ops = append(b.ops, &zk.CreateRequest{Path: p, Data: data, Acl: openACL})
+	b.bytes += size
+}
+
+func (b *batcher) failed() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+func (b *batcher) flush() {
+	if len(b.ops) == 0 || b.failed() != nil {
+		b.ops, b.bytes = nil, 0
+		return
+	}
+	if b.sem == nil {
+		b.sem = make(chan struct{}, fillPipelined)
+	}
+	ops := b.ops
+	b.ops, b.bytes = nil, 0
+	b.sem <- struct{}{}
+	b.wg.Add(1)
+	go func() {
+		defer func() { <-b.sem; b.wg.Done() }()
+		if err := multiErr(b.job.conn.Multi(ops...)); err != nil {
+			b.mu.Lock()
+			if b.err == nil {
+				b.err = err
+			}
+			b.mu.Unlock()
+		}
+	}()
+}
+
+func (b *batcher) wait() error {
+	b.flush()
+	b.wg.Wait()
+	return b.failed()
+}

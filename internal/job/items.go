@@ -1,0 +1,138 @@
+package job
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkdog/zkdog/internal/protocol"
+)
+
+// Claim is an item a worker holds a lease on.
+type Claim struct {
+	Index   int
+	Attempt int
+	Data    []byte
+}
+
+// Take leases the next item for the worker described by lease. It costs
+// three round trips whatever the queue's length: a ticket from the cursor
+// (a write whose new version is the ticket, so concurrent workers never
+// collide or retry), a read of the item, and the creation of its ephemeral
+// lease. Items given back for another attempt are taken from the retry
+// list once the cursor has run past the end. ErrEmpty when nothing is left.
+func (j *Job) Take(spec protocol.Job, lease protocol.Lease) (Claim, error) {
+	if spec.Items > 0 {
+		st, err := j.conn.Set(j.L.Cursor(), nil, -1)
+		if err != nil {
+			return Claim{}, fmt.Errorf("job: taking a ticket: %w", err)
+		}
+		if ticket := int(st.Version) - 1; ticket < spec.Items {
+			return j.lease(ticket, 1, lease)
+		}
+	}
+	return j.takeRetry(lease)
+}
+
+func (j *Job) lease(index, attempt int, lease protocol.Lease) (Claim, error) {
+	data, _, err := j.conn.Get(j.L.Item(index))
+	if err != nil {
+		return Claim{}, fmt.Errorf("job: reading item %d: %w", index, err)
+	}
+	lease.V = protocol.Version
+	_, err = j.conn.Create(j.L.Lease(index, attempt), protocol.Encode(lease), zk.FlagEphemeral, openACL)
+	if err != nil {
+		return Claim{}, fmt.Errorf("job: leasing item %d: %w", index, err)
+	}
+	return Claim{Index: index, Attempt: attempt, Data: data}, nil
+}
+
+// takeRetry takes an item from the retry list. The list holds only items
+// whose workers vanished, so it is short, and a worker lists it only after
+// the cursor has run out. Moving the entry to a lease is one Multi, so of
+// two workers racing for it exactly one wins.
+func (j *Job) takeRetry(lease protocol.Lease) (Claim, error) {
+	names, err := j.sortedChildren(j.L.Retry())
+	if err != nil {
+		return Claim{}, fmt.Errorf("job: listing %s: %w", j.L.Retry(), err)
+	}
+	lease.V = protocol.Version
+	for _, name := range names {
+		index, attempt, err := protocol.ParseLeaseName(name)
+		if err != nil {
+			continue
+		}
+		err = multiErr(j.conn.Multi(
+			&zk.DeleteRequest{Path: j.L.RetryEntry(index, attempt), Version: -1},
+			&zk.CreateRequest{Path: j.L.Lease(index, attempt), Data: protocol.Encode(lease), Acl: openACL, Flags: zk.FlagEphemeral},
+		))
+		if errors.Is(err, zk.ErrNoNode) || errors.Is(err, zk.ErrNodeExists) {
+			continue // another worker won it
+		}
+		if err != nil {
+			return Claim{}, fmt.Errorf("job: taking item %d for another attempt: %w", index, err)
+		}
+		data, _, err := j.conn.Get(j.L.Item(index))
+		if err != nil {
+			return Claim{}, fmt.Errorf("job: reading item %d: %w", index, err)
+		}
+		return Claim{Index: index, Attempt: attempt, Data: data}, nil
+	}
+	return Claim{}, ErrEmpty
+}
+
+// Record writes the result of a claim and releases its lease, in one
+// transaction that also bumps the done (and, for a failure, the failed)
+// counter the master watches. It succeeds only while the lease still
+// exists: a worker whose session died has lost its lease, and another
+// worker may hold the item, so its result must not count. ErrLeaseLost then.
+func (j *Job) Record(c Claim, r protocol.Result) error {
+	r.V = protocol.Version
+	r.Attempt = c.Attempt
+	ops := []any{
+		&zk.DeleteRequest{Path: j.L.Lease(c.Index, c.Attempt), Version: 0},
+		&zk.CreateRequest{Path: j.L.Result(c.Index, r.Outcome), Data: protocol.Encode(r), Acl: openACL},
+		&zk.SetDataRequest{Path: j.L.Done(), Version: -1},
+	}
+	if r.Outcome.IsFailure() {
+		ops = append(ops, &zk.SetDataRequest{Path: j.L.Failed(), Version: -1})
+	}
+	err := multiErr(j.conn.Multi(ops...))
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, zk.ErrNoNode) || errors.Is(err, zk.ErrBadVersion):
+		return fmt.Errorf("%w: item %d attempt %d; its result was not recorded", ErrLeaseLost, c.Index, c.Attempt)
+	case errors.Is(err, zk.ErrNodeExists):
+		return fmt.Errorf("job: item %d already has a result; this one was not recorded", c.Index)
+	}
+	return fmt.Errorf("job: recording the result of item %d: %w", c.Index, err)
+}
+
+// Release gives a claim back untouched, for a worker that stops before it
+// started the command: the item goes on the retry list with the same
+// attempt number, since no attempt was made.
+func (j *Job) Release(c Claim) error {
+	err := multiErr(j.conn.Multi(
+		&zk.DeleteRequest{Path: j.L.Lease(c.Index, c.Attempt), Version: 0},
+		&zk.CreateRequest{Path: j.L.RetryEntry(c.Index, c.Attempt), Acl: openACL},
+	))
+	if errors.Is(err, zk.ErrNoNode) {
+		return fmt.Errorf("%w: item %d", ErrLeaseLost, c.Index)
+	}
+	if err != nil {
+		return fmt.Errorf("job: giving item %d back: %w", c.Index, err)
+	}
+	return nil
+}
+
+// ReleaseBarrier deletes the sync node, if any: the first worker to start
+// lets the master go on.
+func (j *Job) ReleaseBarrier() error {
+	err := j.conn.Delete(j.L.Sync(), -1)
+	if err != nil && !errors.Is(err, zk.ErrNoNode) {
+		return fmt.Errorf("job: releasing the sync barrier: %w", err)
+	}
+	return nil
+}

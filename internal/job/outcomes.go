@@ -1,0 +1,106 @@
+package job
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkdog/zkdog/internal/protocol"
+)
+
+// HasResult reports whether item index has a recorded result. It lists the
+// item's result bucket (at most protocol.BucketSize short names), since the
+// outcome is part of a result's name.
+func (j *Job) HasResult(index int) (bool, error) {
+	names, _, err := j.conn.Children(j.L.ResultBucket(protocol.Bucket(index)))
+	if err != nil {
+		return false, fmt.Errorf("job: listing results of item %d: %w", index, err)
+	}
+	prefix := protocol.ResultName(index, "")
+	return slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, prefix) }), nil
+}
+
+// Requeue puts item index on the retry list for the given attempt. It is
+// idempotent, so a master that restarts may requeue again safely.
+func (j *Job) Requeue(index, attempt int) error {
+	_, err := j.conn.Create(j.L.RetryEntry(index, attempt), nil, 0, openACL)
+	if err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		return fmt.Errorf("job: requeueing item %d: %w", index, err)
+	}
+	return nil
+}
+
+// RecordLost gives item index its final result, lost, with the counters in
+// the same transaction. An item that has a result already keeps it.
+func (j *Job) RecordLost(index, attempt int, reason string) error {
+	r := protocol.Result{V: protocol.Version, Outcome: protocol.Lost, Exit: -1, Attempt: attempt, Reason: reason}
+	err := multiErr(j.conn.Multi(
+		&zk.CreateRequest{Path: j.L.Result(index, protocol.Lost), Data: protocol.Encode(r), Acl: openACL},
+		&zk.SetDataRequest{Path: j.L.Done(), Version: -1},
+		&zk.SetDataRequest{Path: j.L.Failed(), Version: -1},
+	))
+	if err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		return fmt.Errorf("job: recording item %d as lost: %w", index, err)
+	}
+	return nil
+}
+
+// Outcome is one item's recorded result.
+type Outcome struct {
+	Index   int
+	Outcome protocol.Outcome
+}
+
+// Outcomes lists every recorded result, one bucket listing per thousand
+// items, without reading the results themselves.
+func (j *Job) Outcomes(spec protocol.Job) ([]Outcome, error) {
+	buckets := protocol.Buckets(spec.Items)
+	lists := make([][]string, buckets)
+	fns := make([]func() error, buckets)
+	for b := range buckets {
+		fns[b] = func() (err error) {
+			lists[b], _, err = j.conn.Children(j.L.ResultBucket(b))
+			return err
+		}
+	}
+	if err := parallel(32, fns...); err != nil {
+		return nil, fmt.Errorf("job: listing results: %w", err)
+	}
+	var out []Outcome
+	for _, names := range lists {
+		for _, n := range names {
+			i, o, err := protocol.ParseResultName(n)
+			if err != nil {
+				continue
+			}
+			out = append(out, Outcome{Index: i, Outcome: o})
+		}
+	}
+	slices.SortFunc(out, func(a, b Outcome) int { return a.Index - b.Index })
+	return out, nil
+}
+
+// ResultOf reads one recorded result and the item's text.
+func (j *Job) ResultOf(o Outcome) (protocol.Result, []byte, error) {
+	var (
+		r    protocol.Result
+		item []byte
+	)
+	err := parallel(2,
+		func() error {
+			b, _, err := j.conn.Get(j.L.Result(o.Index, o.Outcome))
+			if err == nil {
+				r, err = protocol.DecodeResult(b)
+			}
+			return err
+		},
+		func() (err error) { item, _, err = j.conn.Get(j.L.Item(o.Index)); return },
+	)
+	if err != nil {
+		return r, nil, fmt.Errorf("job: reading the result of item %d: %w", o.Index, err)
+	}
+	return r, item, nil
+}

@@ -1,0 +1,235 @@
+// Package protocol is the layout of a zkdog job in ZooKeeper: the znode
+// paths, what each one holds and the limits every participant honours.
+// docs/protocol.md is the prose version of this file; change both together.
+//
+// The package does no I/O, so the master, the workers and the operator
+// commands agree on the layout by construction and it can be tested
+// without a server.
+package protocol
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+)
+
+// Version is the protocol version written in the job node. A participant
+// refuses a job whose version it does not know rather than guessing.
+const Version = 1
+
+// BucketSize is how many items (and results) share one parent znode.
+// Java clients (zkCli, Curator) cannot list a node whose child list is
+// larger than jute.maxbuffer, which happens near 44,000 short names; a
+// thousand keeps every list a few kilobytes and the number of buckets of a
+// job at the item limit under MaxChildren.
+const BucketSize = 1000
+
+// MaxChildren is the most children any zkdog znode may have. It bounds the
+// number of buckets, concurrent leases and concurrent timers.
+const MaxChildren = 10000
+
+// MaxItems is the largest job: MaxChildren buckets of BucketSize items.
+const MaxItems = MaxChildren * BucketSize
+
+// MaxItemBytes is the largest item. The server drops a connection whose
+// request approaches 1 MiB, and items are written a batch per request; a
+// work item is a file name or a parameter line, so 64 KiB is generous.
+const MaxItemBytes = 64 << 10
+
+// Names of the children of the job root.
+const (
+	itemsDir   = "items"
+	resultsDir = "results"
+	leasesDir  = "leases"
+	retryDir   = "retry"
+	timersDir  = "timers"
+	cursorNode = "cursor"
+	doneNode   = "done"
+	failedNode = "failed"
+	syncNode   = "sync"
+	clockNode  = "clock"
+	abortNode  = "abort"
+
+	// TimerPrefix is the name prefix of the ephemeral sequential timers.
+	TimerPrefix = "t-"
+)
+
+// ErrBadRoot reports a job root that is not a usable ZooKeeper path.
+var ErrBadRoot = errors.New("protocol: bad job root")
+
+// Layout names every znode of the job rooted at Root.
+type Layout struct {
+	Root string
+}
+
+// NewLayout checks root and returns the layout below it.
+func NewLayout(root string) (Layout, error) {
+	if err := CheckRoot(root); err != nil {
+		return Layout{}, err
+	}
+	return Layout{Root: root}, nil
+}
+
+// CheckRoot accepts an absolute, clean ZooKeeper path other than "/" and
+// the server's own /zookeeper subtree.
+func CheckRoot(root string) error {
+	switch {
+	case root == "":
+		return fmt.Errorf("%w: the job root is empty; give an absolute path such as /zkdog/myjob", ErrBadRoot)
+	case !strings.HasPrefix(root, "/"):
+		return fmt.Errorf("%w: %q is not an absolute path; give one such as /zkdog/myjob", ErrBadRoot, root)
+	case root == "/":
+		return fmt.Errorf("%w: the job root cannot be / itself; give a path such as /zkdog/myjob", ErrBadRoot)
+	case path.Clean(root) != root:
+		return fmt.Errorf("%w: %q is not a clean path (no trailing slash, no // or . or ..); try %q", ErrBadRoot, root, path.Clean(root))
+	case root == "/zookeeper" || strings.HasPrefix(root, "/zookeeper/"):
+		return fmt.Errorf("%w: %q is inside ZooKeeper's reserved /zookeeper tree", ErrBadRoot, root)
+	}
+	for _, r := range root {
+		if r == 0 || r < 0x20 || r == 0x7f {
+			return fmt.Errorf("%w: %q contains a control character", ErrBadRoot, root)
+		}
+	}
+	return nil
+}
+
+func (l Layout) child(name string) string { return l.Root + "/" + name }
+
+// Items is the parent of the item buckets.
+func (l Layout) Items() string { return l.child(itemsDir) }
+
+// Results is the parent of the result buckets.
+func (l Layout) Results() string { return l.child(resultsDir) }
+
+// Leases holds one ephemeral znode per item being worked on.
+func (l Layout) Leases() string { return l.child(leasesDir) }
+
+// Retry holds one znode per item waiting to be given out again.
+func (l Layout) Retry() string { return l.child(retryDir) }
+
+// Timers holds the workers' ephemeral sequential timers.
+func (l Layout) Timers() string { return l.child(timersDir) }
+
+// Cursor is the ticket counter: its data version is the number of tickets
+// handed out, so a write with version -1 takes the next ticket atomically.
+func (l Layout) Cursor() string { return l.child(cursorNode) }
+
+// Done counts recorded results in its data version.
+func (l Layout) Done() string { return l.child(doneNode) }
+
+// Failed counts recorded results with a failed outcome in its data version.
+func (l Layout) Failed() string { return l.child(failedNode) }
+
+// Sync is the start barrier; the first worker deletes it.
+func (l Layout) Sync() string { return l.child(syncNode) }
+
+// Clock is the master's own node; writing it yields the server's time.
+func (l Layout) Clock() string { return l.child(clockNode) }
+
+// Abort exists once the master has given up on the job.
+func (l Layout) Abort() string { return l.child(abortNode) }
+
+// Timer is the path of the timer with the given child name.
+func (l Layout) Timer(name string) string { return l.Timers() + "/" + name }
+
+// Bucket is the bucket number of an item index.
+func Bucket(index int) int { return index / BucketSize }
+
+// Buckets is how many buckets a job of n items has.
+func Buckets(n int) int { return (n + BucketSize - 1) / BucketSize }
+
+func bucketName(b int) string { return fmt.Sprintf("%05d", b) }
+
+func indexName(index int) string { return fmt.Sprintf("%010d", index) }
+
+// ItemBucket is the parent of item bucket b.
+func (l Layout) ItemBucket(b int) string { return l.Items() + "/" + bucketName(b) }
+
+// Item is the znode holding item index's bytes.
+func (l Layout) Item(index int) string { return l.ItemBucket(Bucket(index)) + "/" + indexName(index) }
+
+// ResultBucket is the parent of result bucket b.
+func (l Layout) ResultBucket(b int) string { return l.Results() + "/" + bucketName(b) }
+
+// Result is the znode of item index's result with the given outcome. The
+// outcome is part of the name so that listing a bucket accounts for every
+// result in it without reading each one.
+func (l Layout) Result(index int, o Outcome) string {
+	return l.ResultBucket(Bucket(index)) + "/" + ResultName(index, o)
+}
+
+// ResultName is the child name of a result in its bucket.
+func ResultName(index int, o Outcome) string { return indexName(index) + "." + string(o) }
+
+// ParseResultName splits a result child name into index and outcome.
+func ParseResultName(name string) (int, Outcome, error) {
+	idx, o, ok := strings.Cut(name, ".")
+	if !ok {
+		return 0, "", fmt.Errorf("protocol: result name %q has no outcome", name)
+	}
+	i, err := strconv.Atoi(idx)
+	if err != nil || i < 0 {
+		return 0, "", fmt.Errorf("protocol: result name %q has a bad index", name)
+	}
+	out := Outcome(o)
+	if !out.valid() {
+		return 0, "", fmt.Errorf("protocol: result name %q has unknown outcome %q", name, o)
+	}
+	return i, out, nil
+}
+
+// LeaseName is the child name of the lease on attempt of item index. The
+// attempt is in the name so that a worker whose session died can never
+// release, by version check, the lease a later attempt holds.
+func LeaseName(index, attempt int) string { return indexName(index) + "-" + strconv.Itoa(attempt) }
+
+// Lease is the path of the lease on attempt of item index.
+func (l Layout) Lease(index, attempt int) string { return l.Leases() + "/" + LeaseName(index, attempt) }
+
+// RetryEntry is the path announcing that item index awaits attempt.
+func (l Layout) RetryEntry(index, attempt int) string {
+	return l.Retry() + "/" + LeaseName(index, attempt)
+}
+
+// ParseLeaseName splits a lease (or retry entry) name into index and attempt.
+func ParseLeaseName(name string) (index, attempt int, err error) {
+	i, a, ok := strings.Cut(name, "-")
+	if ok {
+		index, err = strconv.Atoi(i)
+		if err == nil {
+			attempt, err = strconv.Atoi(a)
+		}
+	}
+	if !ok || err != nil || index < 0 || attempt < 1 {
+		return 0, 0, fmt.Errorf("protocol: lease name %q is not INDEX-ATTEMPT", name)
+	}
+	return index, attempt, nil
+}
+
+// Outcome is how an attempt at an item ended, as the master accounts it.
+type Outcome string
+
+const (
+	// OK: the command exited 0.
+	OK Outcome = "ok"
+	// Failed: the command exited non-zero or was killed by a signal.
+	Failed Outcome = "failed"
+	// Stalled: the worker stopped a command that made no progress.
+	Stalled Outcome = "stalled"
+	// Lost: the item's workers vanished without a result more often than
+	// the job's retries allow; written by the master.
+	Lost Outcome = "lost"
+)
+
+func (o Outcome) valid() bool {
+	switch o {
+	case OK, Failed, Stalled, Lost:
+		return true
+	}
+	return false
+}
+
+// IsFailure reports whether the outcome makes the job fail.
+func (o Outcome) IsFailure() bool { return o != OK }

@@ -1,0 +1,160 @@
+package protocol
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrUnknownVersion reports a record written by a protocol this build does
+// not speak.
+var ErrUnknownVersion = errors.New("protocol: unknown protocol version")
+
+// Job states, in the order a job passes through them.
+const (
+	// StateFilling: the master is still writing items; workers wait.
+	StateFilling = "filling"
+	// StateReady: every item is written; workers may take them.
+	StateReady = "ready"
+)
+
+// Job is the data of the job root: the settings every worker reads instead
+// of repeating them on each task's command line.
+type Job struct {
+	Protocol int    `json:"protocol"`
+	State    string `json:"state"`
+	// Items is the number of items; zero for a timer-only job.
+	Items int `json:"items"`
+	// TimerMillis is how long a timer may go un-kicked before the master
+	// calls its worker hung.
+	TimerMillis int64 `json:"timer_ms"`
+	// Retries is how many extra attempts an item gets after its worker
+	// vanished without a result.
+	Retries int `json:"retries"`
+	// Sync says the job was created with a start barrier.
+	Sync bool `json:"sync"`
+	// Master names the host and pid of the master that created the job.
+	Master string `json:"master,omitempty"`
+	// CreatedMillis is the server time the job node was created at.
+	CreatedMillis int64 `json:"created_ms,omitempty"`
+}
+
+// Timer returns the job's timer limit.
+func (j Job) Timer() time.Duration { return time.Duration(j.TimerMillis) * time.Millisecond }
+
+// Timer is the data of a worker's ephemeral timer.
+type Timer struct {
+	V int `json:"v"`
+	// ID names the worker the way its scheduler does (array job and task),
+	// or host:pid.
+	ID   string `json:"id"`
+	Host string `json:"host"`
+	Pid  int    `json:"pid"`
+	// Item is the index of the item being worked on, -1 when none.
+	Item int `json:"item"`
+	// Attempt is the attempt number of Item.
+	Attempt int `json:"attempt,omitempty"`
+	// Label is the start of the item's text, for people reading reports.
+	Label string `json:"label,omitempty"`
+	// Kicks counts the kicks so far; every kick rewrites the data, which is
+	// what moves the znode's mtime.
+	Kicks int64 `json:"kicks"`
+}
+
+// LabelBytes is how much of an item's text timers and reports repeat.
+const LabelBytes = 120
+
+// Label shortens an item's text for display.
+func Label(item []byte) string {
+	if len(item) <= LabelBytes {
+		return string(item)
+	}
+	return string(item[:LabelBytes]) + "…"
+}
+
+// Lease is the data of an ephemeral lease: which timer holds the item.
+type Lease struct {
+	V     int    `json:"v"`
+	Timer string `json:"timer"`
+	ID    string `json:"id"`
+	Host  string `json:"host"`
+	Pid   int    `json:"pid"`
+}
+
+// Result is the data of a recorded result.
+type Result struct {
+	V       int     `json:"v"`
+	Outcome Outcome `json:"outcome"`
+	// Exit is the shell-style status: the code, or 128+signal.
+	Exit int `json:"exit"`
+	// Signal is the signal that killed the command, 0 if none.
+	Signal int `json:"signal,omitempty"`
+	// DurationMillis is how long the command ran.
+	DurationMillis int64  `json:"duration_ms"`
+	Attempt        int    `json:"attempt"`
+	ID             string `json:"id,omitempty"`
+	Host           string `json:"host,omitempty"`
+	Timer          string `json:"timer,omitempty"`
+	// Reason says why, for outcomes other than ok.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Abort is the data of the abort node.
+type Abort struct {
+	V      int    `json:"v"`
+	Reason string `json:"reason"`
+}
+
+// Encode marshals a record. Records are small structs of plain fields, so
+// the only possible error is a programming one.
+func Encode(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("protocol: encoding %T: %v", v, err))
+	}
+	return b
+}
+
+// DecodeJob reads the job root's data.
+func DecodeJob(b []byte) (Job, error) {
+	var j Job
+	if err := json.Unmarshal(b, &j); err != nil {
+		return Job{}, fmt.Errorf("protocol: the job node does not hold a zkdog job (%v)", err)
+	}
+	if j.Protocol != Version {
+		return Job{}, fmt.Errorf("%w %d in the job node (this zkdog speaks %d)", ErrUnknownVersion, j.Protocol, Version)
+	}
+	return j, nil
+}
+
+func decodeRecord[T any](kind string, b []byte, version func(*T) int) (T, error) {
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		return v, fmt.Errorf("protocol: bad %s record: %v", kind, err)
+	}
+	if got := version(&v); got != Version {
+		return v, fmt.Errorf("%w %d in a %s record", ErrUnknownVersion, got, kind)
+	}
+	return v, nil
+}
+
+// DecodeTimer reads a timer's data.
+func DecodeTimer(b []byte) (Timer, error) {
+	return decodeRecord("timer", b, func(t *Timer) int { return t.V })
+}
+
+// DecodeLease reads a lease's data.
+func DecodeLease(b []byte) (Lease, error) {
+	return decodeRecord("lease", b, func(l *Lease) int { return l.V })
+}
+
+// DecodeResult reads a result's data.
+func DecodeResult(b []byte) (Result, error) {
+	return decodeRecord("result", b, func(r *Result) int { return r.V })
+}
+
+// DecodeAbort reads the abort node's data.
+func DecodeAbort(b []byte) (Abort, error) {
+	return decodeRecord("abort", b, func(a *Abort) int { return a.V })
+}

@@ -1,0 +1,344 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkdog/zkdog/internal/job"
+	"github.com/zkdog/zkdog/internal/protocol"
+)
+
+// ErrSyncTimeout: no worker released the start barrier in time.
+var ErrSyncTimeout = errors.New("master: sync timeout")
+
+// WaitConfig configures Wait.
+type WaitConfig struct {
+	// SyncTimeout bounds the wait for the first worker when the job has a
+	// barrier; zero waits for ever.
+	SyncTimeout time.Duration
+	// Poll is how often timers are read for expiry; zero picks a tenth of
+	// the job's timer, between MinPoll and MaxPoll.
+	Poll time.Duration
+	Log  *slog.Logger
+	// OnStatus, if set, is called after every change the master sees.
+	OnStatus func(Status)
+}
+
+// Expiry is read by polling, since an absence of kicks fires no watch. A
+// tenth of the limit bounds the lateness of a verdict to 10% of it;
+// MinPoll bounds the reads a tiny test timer causes, MaxPoll the lateness
+// of a long one.
+const (
+	MinPoll = 50 * time.Millisecond
+	MaxPoll = 5 * time.Second
+)
+
+// retryBackoff is the pause before re-reading after a ZooKeeper error;
+// the client reconnects on its own meanwhile.
+const retryBackoff = 500 * time.Millisecond
+
+// Status is the job as the master last saw it.
+type Status struct {
+	Items   int
+	Done    int
+	Failed  int
+	Running int // items leased
+	Timers  int
+	Retried int
+	Elapsed time.Duration
+}
+
+// Wait blocks until the job ends and says how. It is driven by watches on
+// the result counter, the timers and the leases, and reads the timers
+// every poll interval for expiry. The returned Report's Exit is the
+// process exit code. The error is non-nil only when the master could not
+// follow the job (ZooKeeper, or ctx cancelled).
+func Wait(ctx context.Context, j *job.Job, cfg WaitConfig) (Report, error) {
+	w := &waiter{j: j, cfg: cfg, start: time.Now(), leases: map[string]bool{}}
+	if w.cfg.Log == nil {
+		w.cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	spec, _, err := j.Spec()
+	if err != nil {
+		return Report{}, err
+	}
+	w.spec = spec
+	if spec.State != protocol.StateReady {
+		return Report{}, fmt.Errorf("master: the job at %s is still %s (its master was interrupted while filling?); remove it with zkdog clear", j.L.Root, spec.State)
+	}
+	if cfg.Poll <= 0 {
+		w.cfg.Poll = min(max(spec.Timer()/10, MinPoll), MaxPoll)
+	}
+	if spec.Sync {
+		if err := w.waitBarrier(ctx); err != nil {
+			if errors.Is(err, ErrSyncTimeout) {
+				return w.report(ExitSyncTimeout, err.Error(), nil), nil
+			}
+			return Report{}, err
+		}
+	}
+	return w.follow(ctx)
+}
+
+type waiter struct {
+	j     *job.Job
+	cfg   WaitConfig
+	spec  protocol.Job
+	start time.Time
+
+	done, failed int
+	timers       []string
+	leases       map[string]bool
+	seenTimer    bool
+	retried      int
+}
+
+func (w *waiter) waitBarrier(ctx context.Context) error {
+	var deadline <-chan time.Time
+	if w.cfg.SyncTimeout > 0 {
+		t := time.NewTimer(w.cfg.SyncTimeout)
+		defer t.Stop()
+		deadline = t.C
+	}
+	w.cfg.Log.Info("waiting for the first worker to release the sync barrier", "timeout", w.cfg.SyncTimeout)
+	for {
+		ok, _, ch, err := w.j.Conn().ExistsW(w.j.L.Sync())
+		if err != nil {
+			w.cfg.Log.Warn("reading the sync barrier", "err", err)
+			ch = nil
+		}
+		if err == nil && !ok {
+			w.cfg.Log.Info("sync barrier released")
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-time.After(retryBackoff):
+		case <-deadline:
+			return fmt.Errorf("%w: no worker started within %v", ErrSyncTimeout, w.cfg.SyncTimeout)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// watch is one re-armable watch; arm reads the state and sets the watch.
+type watch struct {
+	ch  <-chan zk.Event
+	arm func() (<-chan zk.Event, error)
+}
+
+func (w *waiter) follow(ctx context.Context) (Report, error) {
+	watches := []*watch{
+		{arm: w.armDone},
+		{arm: w.armTimers},
+		{arm: w.armLeases},
+	}
+	poll := time.NewTicker(w.cfg.Poll)
+	defer poll.Stop()
+	var retry <-chan time.Time
+	armAll := func() bool {
+		ok := true
+		for _, wt := range watches {
+			if wt.ch != nil {
+				continue
+			}
+			ch, err := wt.arm()
+			if err != nil {
+				if errors.Is(err, zk.ErrNoNode) {
+					return false
+				}
+				w.cfg.Log.Warn("reading the job; will retry", "err", err)
+				ok = false
+				continue
+			}
+			wt.ch = ch
+		}
+		if !ok {
+			retry = time.After(retryBackoff)
+		}
+		return true
+	}
+	for {
+		if !armAll() {
+			return w.report(ExitZooKeeper, "the job was removed while the master waited", nil), fmt.Errorf("%w at %s (it was removed)", job.ErrNoJob, w.j.L.Root)
+		}
+		if w.cfg.OnStatus != nil {
+			w.cfg.OnStatus(w.status())
+		}
+		if w.finished() {
+			return w.final()
+		}
+		select {
+		case <-ctx.Done():
+			return w.report(ExitOK, "interrupted", nil), ctx.Err()
+		case <-retry:
+		case <-poll.C:
+			r, err := w.checkTimers()
+			if err != nil {
+				w.cfg.Log.Warn("reading timers; will retry", "err", err)
+			}
+			if r != nil {
+				return *r, nil
+			}
+		case <-watches[0].ch:
+			watches[0].ch = nil
+		case <-watches[1].ch:
+			watches[1].ch = nil
+		case <-watches[2].ch:
+			watches[2].ch = nil
+		}
+	}
+}
+
+func (w *waiter) finished() bool {
+	if len(w.timers) > 0 {
+		return false
+	}
+	if w.spec.Items == 0 {
+		// A timer-only job is over once its workers have come and gone.
+		return w.seenTimer
+	}
+	return w.done >= w.spec.Items
+}
+
+func (w *waiter) armDone() (<-chan zk.Event, error) {
+	var (
+		ch     <-chan zk.Event
+		done   *zk.Stat
+		failed *zk.Stat
+		ok     bool
+	)
+	err := parallelErr(
+		func() (err error) { ok, done, ch, err = w.j.Conn().ExistsW(w.j.L.Done()); return },
+		func() (err error) { _, failed, err = w.j.Conn().Exists(w.j.L.Failed()); return },
+	)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || failed == nil {
+		return nil, zk.ErrNoNode
+	}
+	w.done, w.failed = int(done.Version), int(failed.Version)
+	return ch, nil
+}
+
+func (w *waiter) armTimers() (<-chan zk.Event, error) {
+	names, _, ch, err := w.j.Conn().ChildrenW(w.j.L.Timers())
+	if err != nil {
+		return nil, err
+	}
+	w.timers = names
+	if len(names) > 0 {
+		w.seenTimer = true
+	}
+	return ch, nil
+}
+
+// armLeases notices leases that vanish. The result transaction deletes a
+// lease and creates the result at once, so a lease gone without a result
+// means its worker's session ended mid-item: the item goes back on the
+// queue while attempts remain, and is recorded lost after that.
+func (w *waiter) armLeases() (<-chan zk.Event, error) {
+	names, _, ch, err := w.j.Conn().ChildrenW(w.j.L.Leases())
+	if err != nil {
+		return nil, err
+	}
+	now := make(map[string]bool, len(names))
+	for _, n := range names {
+		now[n] = true
+	}
+	for n := range w.leases {
+		if now[n] {
+			continue
+		}
+		if err := w.vanished(n); err != nil {
+			// Keep it, to look again on the next change.
+			now[n] = true
+			w.cfg.Log.Warn("checking a finished lease; will retry", "lease", n, "err", err)
+		}
+	}
+	w.leases = now
+	return ch, nil
+}
+
+func (w *waiter) vanished(name string) error {
+	index, attempt, err := protocol.ParseLeaseName(name)
+	if err != nil {
+		return nil
+	}
+	has, err := w.j.HasResult(index)
+	if err != nil || has {
+		return err
+	}
+	if attempt <= w.spec.Retries {
+		w.cfg.Log.Warn("worker vanished without a result; item requeued", "item", index, "attempt", attempt, "next", attempt+1)
+		w.retried++
+		return w.j.Requeue(index, attempt+1)
+	}
+	w.cfg.Log.Error("worker vanished without a result; item lost", "item", index, "attempts", attempt)
+	return w.j.RecordLost(index, attempt, fmt.Sprintf("its worker vanished without a result on attempt %d of %d", attempt, w.spec.Retries+1))
+}
+
+// checkTimers reads the timers' ages against the server clock and, if one
+// is over the limit, aborts the job and returns the report.
+func (w *waiter) checkTimers() (*Report, error) {
+	_, timers, err := w.j.Timers()
+	if err != nil {
+		return nil, err
+	}
+	limit := w.spec.Timer()
+	var expired []job.TimerState
+	for _, t := range timers {
+		if t.Expired(limit) {
+			expired = append(expired, t)
+		}
+	}
+	if len(expired) == 0 {
+		return nil, nil
+	}
+	slices.SortFunc(expired, func(a, b job.TimerState) int { return int(b.Age - a.Age) })
+	t := expired[0]
+	reason := fmt.Sprintf("timer %s (%s) un-kicked for %v, over the %v limit", t.Name, describe(t), t.Age.Round(time.Millisecond), limit)
+	w.cfg.Log.Error("hung worker: aborting the job", "timer", t.Name, "id", t.ID, "host", t.Host, "pid", t.Pid, "item", t.Item, "age", t.Age)
+	if err := w.j.Abort(reason); err != nil {
+		w.cfg.Log.Warn("could not mark the job aborted", "err", err)
+	}
+	r := w.report(ExitExpired, reason, expired)
+	return &r, nil
+}
+
+func describe(t job.TimerState) string {
+	s := fmt.Sprintf("id %s, host %s, pid %d", t.ID, t.Host, t.Pid)
+	if t.Item >= 0 {
+		s += fmt.Sprintf(", item %d %q", t.Item, t.Label)
+	}
+	return s
+}
+
+func (w *waiter) status() Status {
+	return Status{
+		Items: w.spec.Items, Done: w.done, Failed: w.failed, Running: len(w.leases),
+		Timers: len(w.timers), Retried: w.retried, Elapsed: time.Since(w.start),
+	}
+}
+
+func parallelErr(fns ...func() error) error {
+	errs := make(chan error, len(fns))
+	for _, fn := range fns {
+		go func() { errs <- fn() }()
+	}
+	var first error
+	for range fns {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}

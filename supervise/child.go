@@ -1,0 +1,523 @@
+package supervise
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Defaults for the zero values of Config's durations.
+const (
+	DefaultKillTimeout  = 10 * time.Second
+	DefaultDrainTimeout = 2 * time.Second
+)
+
+// Config describes the child to run.
+type Config struct {
+	// Path names the program. Without a slash it is looked up in zkdog's
+	// own $PATH with exec.LookPath; with one, it is taken as a path
+	// (relative to Dir when Dir is set). The child sees Path, as given,
+	// as its argv[0], like a shell would pass it.
+	Path string
+	// Args are the arguments after argv[0].
+	Args []string
+	// Env is the child's environment; nil inherits zkdog's.
+	Env []string
+	// Dir is the child's working directory; empty inherits zkdog's.
+	Dir string
+
+	// Stdin, Stdout and Stderr default to zkdog's own. An *os.File is
+	// handed to the child as is (it inherits the descriptor); any other
+	// value is served through a pipe by a goroutine of ours.
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	// Output, if non-nil, makes stdout and stderr pass through pipes even
+	// when they are files, and counts every byte copied, so that a
+	// Monitor can see the child writing (ActivityOutput). The bytes are
+	// copied unchanged and each stream keeps its order.
+	Output *Counter
+
+	// KillTimeout is the grace period between SIGTERM (or a forwarded
+	// SIGINT) and SIGKILL. Zero means DefaultKillTimeout.
+	KillTimeout time.Duration
+	// DrainTimeout bounds how long, after the child has exited, Done waits
+	// for the passed-through output to reach end of file. A descendant
+	// that inherited the pipes and outlives the child keeps them open
+	// forever; once the time is up the pipes are closed (the descendant
+	// gets EPIPE, as it would once zkdog exits) and Exit.OutputCut is set.
+	// Zero means DefaultDrainTimeout.
+	DrainTimeout time.Duration
+
+	// Signals lists the signals relayed to the child's process group while
+	// it runs; nil means DefaultSignals(), an empty non-nil slice relays
+	// none. See Start for what happens with SIGTERM and SIGINT.
+	Signals []os.Signal
+	// OnSignal, if non-nil, is called with each signal after it has been
+	// relayed, so the caller can log it and note that the child is being
+	// stopped from outside. It runs on the relaying goroutine: it must
+	// return quickly or later signals wait.
+	OnSignal func(os.Signal)
+
+	// sigs replaces signal.Notify in tests, which cannot send SIGTERM to
+	// the test binary itself.
+	sigs <-chan os.Signal
+}
+
+// Child is a running command: the only owner of its life. Its methods are
+// safe for concurrent use.
+type Child struct {
+	cmd          *exec.Cmd
+	pid          int
+	killTimeout  time.Duration
+	drainTimeout time.Duration
+	copiers      []*copier
+	copying      sync.WaitGroup
+	onSignal     func(os.Signal)
+
+	done chan struct{}
+	exit Exit // written once, before done is closed
+
+	mu       sync.Mutex
+	reaping  bool // the leader is reaped or about to be: its pid is no longer ours to signal
+	stopping bool // Stop was called or SIGTERM/SIGINT relayed
+	killed   bool // the grace period ran out and SIGKILL was sent
+	swept    bool // the group was SIGKILLed after the leader exited
+
+	// What stopping and killed were when the leader exited; a Stop that
+	// comes afterwards does not make the exit a stopped one.
+	stoppedAtExit, killedAtExit bool
+}
+
+// Exit is how the child ended.
+type Exit struct {
+	// Code is the exit status, or -1 if the child was killed by a signal
+	// (or, never seen in practice, its status could not be read).
+	Code int
+	// Signal is the signal that killed the child, 0 if it exited.
+	Signal syscall.Signal
+	// CoreDumped: the signal made the child dump core.
+	CoreDumped bool
+	// Stopped: a stop was under way when the child exited (Stop was
+	// called, or SIGTERM or SIGINT was relayed to it).
+	Stopped bool
+	// Killed: the child outlasted its grace period and zkdog sent SIGKILL.
+	Killed bool
+	// Orphans: other members of the child's process group (background
+	// jobs it started) were still there when it exited by itself; they
+	// were left running. Always false after a stop, which kills them.
+	Orphans bool
+	// OutputCut: the passed-through output did not reach end of file
+	// within DrainTimeout (a descendant kept the pipe open) and the rest
+	// of it was dropped.
+	OutputCut bool
+}
+
+// Status is the child's status as a shell reports it in $?: the exit code,
+// or 128+N for a child killed by signal N. A status that could not be
+// read gives ExitCannotRun.
+func (e Exit) Status() int {
+	switch {
+	case e.Signal != 0:
+		return 128 + int(e.Signal)
+	case e.Code < 0:
+		return ExitCannotRun
+	default:
+		return e.Code
+	}
+}
+
+// Success reports whether the child exited with status 0.
+func (e Exit) Success() bool { return e.Signal == 0 && e.Code == 0 }
+
+// String describes the exit the way os.ProcessState does.
+func (e Exit) String() string {
+	switch {
+	case e.Signal != 0 && e.CoreDumped:
+		return "signal: " + e.Signal.String() + " (core dumped)"
+	case e.Signal != 0:
+		return "signal: " + e.Signal.String()
+	case e.Code < 0:
+		return "exit status unknown"
+	default:
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+}
+
+// Start starts the child in a process group of its own, so that signals
+// reach every process of a `sh -c` pipeline and not zkdog, and a Ctrl-C on
+// a terminal reaches zkdog only (which relays it).
+//
+// Signal relaying is set up before the child is forked, so that no
+// SIGTERM sent to zkdog can kill it while its child is left running
+// unsupervised. Every signal in Config.Signals that reaches zkdog is sent
+// to the child's process group. SIGTERM and SIGINT also begin a stop, as
+// Stop does: if the child has not exited KillTimeout after the first of
+// them, its group is SIGKILLed, and once it has exited the rest of its
+// group is SIGKILLed. Signals zkdog was started with ignored (nohup, a
+// non-interactive shell's `&`) are neither caught nor relayed, so the
+// child inherits them ignored as it would without zkdog. While the child
+// runs, SIGPIPE and SIGXFSZ are caught and not relayed: they are about
+// zkdog's own writes, and must not kill zkdog before its child.
+// Relaying stops (signal.Stop) once the child has exited.
+//
+// On Linux the child also gets SIGKILL if zkdog dies (PR_SET_PDEATHSIG):
+// a child nobody supervises any more would go on holding its work item
+// while the coordinator hands that item to someone else.
+//
+// Errors satisfy errors.Is(err, ErrNotFound) or ErrNotExecutable when the
+// command cannot be run; see ExitCodeFor.
+func Start(cfg Config) (*Child, error) {
+	if cfg.Path == "" {
+		return nil, fmt.Errorf("%w: empty command name", ErrNotFound)
+	}
+	lookup := cfg.Path
+	if cfg.Dir != "" {
+		fi, err := os.Stat(cfg.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("supervise: working directory: %w", err)
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("supervise: working directory %s: %w", cfg.Dir, syscall.ENOTDIR)
+		}
+		if strings.ContainsRune(cfg.Path, '/') && !filepath.IsAbs(cfg.Path) {
+			lookup = filepath.Join(cfg.Dir, cfg.Path)
+		}
+	}
+	resolved, err := exec.LookPath(lookup)
+	if err != nil {
+		return nil, lookupError(cfg.Path, err)
+	}
+
+	c := &Child{
+		killTimeout:  cfg.KillTimeout,
+		drainTimeout: cfg.DrainTimeout,
+		onSignal:     cfg.OnSignal,
+		done:         make(chan struct{}),
+	}
+	if c.killTimeout <= 0 {
+		c.killTimeout = DefaultKillTimeout
+	}
+	if c.drainTimeout <= 0 {
+		c.drainTimeout = DefaultDrainTimeout
+	}
+
+	cmd := &exec.Cmd{
+		Path:        resolved,
+		Args:        append([]string{cfg.Path}, cfg.Args...),
+		Env:         cfg.Env,
+		Dir:         cfg.Dir,
+		Stdin:       cfg.Stdin,
+		SysProcAttr: sysProcAttr(),
+		// Only stdin can still have an os/exec copying goroutine (for a
+		// non-file Reader); it must not hold Wait up forever either.
+		WaitDelay: c.drainTimeout,
+	}
+	if cmd.Stdin == nil {
+		cmd.Stdin = os.Stdin
+	}
+	c.cmd = cmd
+
+	stdout, stderr := cfg.Stdout, cfg.Stderr
+	if stdout == nil {
+		stdout = os.Stdout
+	}
+	if stderr == nil {
+		stderr = os.Stderr
+	}
+	if sameWriter(stdout, stderr) {
+		if _, isFile := stdout.(*os.File); !isFile || cfg.Output != nil {
+			lw := &lockedWriter{w: stdout}
+			stdout, stderr = lw, lw
+		}
+	}
+	var parentEnds []*os.File // our copies of the pipes' write ends
+	closeAll := func() {
+		for _, f := range parentEnds {
+			f.Close()
+		}
+		for _, cp := range c.copiers {
+			cp.r.Close()
+		}
+	}
+	stream := func(w io.Writer) (*os.File, error) {
+		if f, ok := w.(*os.File); ok && cfg.Output == nil {
+			return f, nil
+		}
+		r, pw, err := os.Pipe()
+		if err != nil {
+			return nil, fmt.Errorf("supervise: output pipe: %w", err)
+		}
+		parentEnds = append(parentEnds, pw)
+		c.copiers = append(c.copiers, &copier{r: r, w: w, count: cfg.Output})
+		return pw, nil
+	}
+	if cmd.Stdout, err = stream(stdout); err != nil {
+		closeAll()
+		return nil, err
+	}
+	if cmd.Stderr, err = stream(stderr); err != nil {
+		closeAll()
+		return nil, err
+	}
+
+	sigs, relay, stopNotify := c.catchSignals(cfg)
+
+	// Copiers run from now on so that no Wait can miss them; if the start
+	// fails they see EOF as soon as our write ends are closed.
+	c.copying.Add(len(c.copiers))
+	for _, cp := range c.copiers {
+		go func() {
+			defer c.copying.Done()
+			cp.run()
+		}()
+	}
+
+	started := make(chan error, 1)
+	go c.run(started, parentEnds)
+	if err := <-started; err != nil {
+		stopNotify()
+		closeAll()
+		return nil, startError(cfg.Path, resolved, err)
+	}
+	if sigs != nil {
+		go c.forward(sigs, relay, stopNotify)
+	} else {
+		stopNotify()
+	}
+	return c, nil
+}
+
+// run starts the child and then owns the wait for it. The goroutine keeps
+// its OS thread for the child's whole life because the kernel delivers
+// PR_SET_PDEATHSIG when the *thread* that forked the child exits, and the
+// Go runtime does end threads (golang/go#27505). The thread costs
+// nothing extra: waiting blocks it in waitid anyway.
+func (c *Child) run(started chan<- error, parentEnds []*os.File) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	err := c.cmd.Start()
+	// The child has its copies now; ours would keep the pipes from ever
+	// reaching EOF.
+	for _, f := range parentEnds {
+		f.Close()
+	}
+	if err != nil {
+		started <- err
+		return
+	}
+	c.pid = c.cmd.Process.Pid
+	started <- nil
+
+	// Where the platform can wait without reaping, the leader is a zombie
+	// while beforeReap runs, so its pid, and with it the process group
+	// id, cannot have been reused by an unrelated process we would then
+	// signal.
+	zombie := waitExited(c.pid)
+	if zombie {
+		c.beforeReap()
+	}
+	werr := c.cmd.Wait()
+	if !zombie {
+		c.beforeReap()
+	}
+	exit := exitFrom(c.cmd.ProcessState, werr)
+
+	c.mu.Lock()
+	exit.Stopped, exit.Killed = c.stoppedAtExit, c.killedAtExit
+	if !c.swept {
+		// A group outlives its leader while any member lives, and its id
+		// stays reserved with it; ESRCH means none is left.
+		err := syscall.Kill(-c.pid, 0)
+		exit.Orphans = err == nil || err == syscall.EPERM
+	}
+	c.mu.Unlock()
+
+	exit.OutputCut = !c.drain()
+	c.exit = exit
+	close(c.done)
+}
+
+// beforeReap marks the leader's pid as no longer ours to signal and, if a
+// stop is under way, SIGKILLs whatever is left of its group: orphaned
+// grandchildren would otherwise keep running (and holding the batch
+// allocation, and the output pipes) after their job has been stopped.
+func (c *Child) beforeReap() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping {
+		_ = syscall.Kill(-c.pid, syscall.SIGKILL)
+		c.swept = true
+	}
+	c.reaping = true
+	c.stoppedAtExit, c.killedAtExit = c.stopping, c.killed
+}
+
+// drain waits for the output copiers to reach EOF, at most drainTimeout.
+// It reports whether they did.
+func (c *Child) drain() bool {
+	if len(c.copiers) == 0 {
+		return true
+	}
+	drained := make(chan struct{})
+	go func() {
+		c.copying.Wait()
+		close(drained)
+	}()
+	t := time.NewTimer(c.drainTimeout)
+	defer t.Stop()
+	select {
+	case <-drained:
+		return true
+	case <-t.C:
+		// Closing the read ends wakes the copiers; one stuck writing to a
+		// stalled stdout of ours is not waited for.
+		for _, cp := range c.copiers {
+			cp.r.Close()
+		}
+		return false
+	}
+}
+
+func exitFrom(ps *os.ProcessState, _ error) Exit {
+	if ps == nil {
+		return Exit{Code: -1}
+	}
+	ws, ok := ps.Sys().(syscall.WaitStatus)
+	if !ok {
+		return Exit{Code: ps.ExitCode()}
+	}
+	if ws.Signaled() {
+		return Exit{Code: -1, Signal: ws.Signal(), CoreDumped: ws.CoreDump()}
+	}
+	return Exit{Code: ws.ExitStatus()}
+}
+
+// Pid returns the child's process id, which is also its process group id.
+func (c *Child) Pid() int { return c.pid }
+
+// Done is closed when the child has exited, been reaped, and its
+// passed-through output has been copied (or DrainTimeout has run out).
+func (c *Child) Done() <-chan struct{} { return c.done }
+
+// Exit returns how the child ended. It is valid only once Done is closed;
+// before that it returns the zero Exit.
+func (c *Child) Exit() Exit {
+	select {
+	case <-c.done:
+		return c.exit
+	default:
+		return Exit{}
+	}
+}
+
+// Wait blocks until the child has exited and returns Exit.
+func (c *Child) Wait() Exit {
+	<-c.done
+	return c.exit
+}
+
+// Signal sends sig to the child's whole process group. Once the child has
+// exited it returns ErrExited and sends nothing: the group id may no
+// longer be the child's.
+func (c *Child) Signal(sig os.Signal) error {
+	s, ok := sig.(syscall.Signal)
+	if !ok {
+		return fmt.Errorf("supervise: unsupported signal %v", sig)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.killLocked(s)
+}
+
+func (c *Child) killLocked(s syscall.Signal) error {
+	if c.reaping {
+		return ErrExited
+	}
+	if err := syscall.Kill(-c.pid, s); err != nil {
+		return fmt.Errorf("supervise: signal %v: %w", s, err)
+	}
+	return nil
+}
+
+// Stop stops the child: SIGTERM to its process group, SIGKILL to the group
+// if the child has not exited KillTimeout later, and once the child has
+// exited, SIGKILL to whatever is left of its group, so no orphaned
+// grandchild survives a stop. If the child has already exited by itself,
+// Stop only does the last step.
+//
+// Stop returns nil once the child has exited, or ctx.Err() if ctx is done
+// first; the stop goes on regardless. It is safe to call concurrently and
+// repeatedly; only the first call, or a relayed SIGTERM or SIGINT before
+// it, sends a signal and starts the grace period.
+func (c *Child) Stop(ctx context.Context) error {
+	c.beginStop(syscall.SIGTERM, false)
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		select {
+		case <-c.done:
+		default:
+			return ctx.Err()
+		}
+	}
+	c.sweepOrphans()
+	return nil
+}
+
+// beginStop marks the child as being stopped and arms the grace timer, once.
+// It sends sig on the first request, or on every one if always is set (a
+// relayed signal is relayed each time it arrives).
+func (c *Child) beginStop(sig syscall.Signal, always bool) {
+	c.mu.Lock()
+	first := !c.stopping
+	c.stopping = true
+	if first || always {
+		_ = c.killLocked(sig)
+	}
+	c.mu.Unlock()
+	if first {
+		go c.killAfterGrace()
+	}
+}
+
+func (c *Child) killAfterGrace() {
+	t := time.NewTimer(c.killTimeout)
+	defer t.Stop()
+	select {
+	case <-c.done:
+		return
+	case <-t.C:
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.killLocked(syscall.SIGKILL) == nil {
+		c.killed = true
+	}
+}
+
+// sweepOrphans kills what a child that exited by itself left in its group
+// when a stop comes afterwards. The leader is reaped by now, so this is
+// the one place that signals a group id no zombie holds; it only does so
+// if members were seen right after the reap, and a group id stays
+// reserved for as long as any member lives. The remaining hazard needs
+// every orphan to die, the pid to be recycled and its new owner to make
+// itself a group leader, all before Stop is called.
+func (c *Child) sweepOrphans() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.swept || !c.exit.Orphans {
+		return
+	}
+	c.swept = true
+	_ = syscall.Kill(-c.pid, syscall.SIGKILL)
+}

@@ -1,0 +1,95 @@
+package supervise
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// DefaultSignals returns the signals relayed to the child unless
+// Config.Signals says otherwise: those a batch system, a terminal or an
+// operator sends to ask a job something (HUP, INT, QUIT, TERM, USR1, USR2,
+// ALRM, WINCH, CONT, TSTP, XCPU).
+//
+// Left out, like tini leaves them out: SIGCHLD (about zkdog's own
+// children), SIGKILL and SIGSTOP (cannot be caught), the synchronous
+// faults (SEGV, BUS, FPE, ILL, TRAP, SYS, ABRT), SIGTTIN and SIGTTOU
+// (about zkdog's own terminal access). Also left out: SIGURG (the Go
+// runtime preempts goroutines with it, so zkdog receives a stream of
+// them), SIGPROF and SIGVTALRM (zkdog's own profiling timers), SIGIO
+// (zkdog's own descriptors), the real-time signals (used by C libraries'
+// threading); and SIGPIPE and SIGXFSZ, which are caught but not relayed
+// (see Start).
+func DefaultSignals() []os.Signal {
+	return []os.Signal{
+		syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM,
+		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGALRM, syscall.SIGWINCH,
+		syscall.SIGCONT, syscall.SIGTSTP, syscall.SIGXCPU,
+	}
+}
+
+// absorbedSignals are caught while the child runs so that their default
+// action (exit) does not take zkdog down before its child: a write of the
+// passed-through output to a closed pipe or past RLIMIT_FSIZE then fails
+// with EPIPE or EFBIG instead, and the copier reacts to that.
+var absorbedSignals = []os.Signal{syscall.SIGPIPE, syscall.SIGXFSZ}
+
+// catchSignals subscribes to the signals to relay. It returns the channel
+// they arrive on (nil if none), the set to relay, and the function that
+// ends the subscription.
+func (c *Child) catchSignals(cfg Config) (<-chan os.Signal, map[os.Signal]bool, func()) {
+	list := cfg.Signals
+	if list == nil {
+		list = DefaultSignals()
+	}
+	relay := make(map[os.Signal]bool, len(list))
+	for _, s := range list {
+		if _, ok := s.(syscall.Signal); ok && !signal.Ignored(s) {
+			relay[s] = true
+		}
+	}
+	if cfg.sigs != nil {
+		return cfg.sigs, relay, func() {}
+	}
+	var catch []os.Signal
+	for s := range relay {
+		catch = append(catch, s)
+	}
+	for _, s := range absorbedSignals {
+		if !relay[s] && !signal.Ignored(s) {
+			catch = append(catch, s)
+		}
+	}
+	if len(catch) == 0 {
+		return nil, relay, func() {}
+	}
+	// Buffered so that a burst (say TERM right after CONT) is not lost
+	// while the relaying goroutine is busy; signal delivery never blocks.
+	ch := make(chan os.Signal, 16)
+	signal.Notify(ch, catch...)
+	return ch, relay, func() { signal.Stop(ch) }
+}
+
+// forward relays signals until the child has exited.
+func (c *Child) forward(sigs <-chan os.Signal, relay map[os.Signal]bool, stop func()) {
+	defer stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case sig := <-sigs:
+			if !relay[sig] {
+				continue
+			}
+			s := sig.(syscall.Signal)
+			if s == syscall.SIGTERM || s == syscall.SIGINT {
+				c.beginStop(s, true)
+			} else {
+				_ = c.Signal(s)
+			}
+			if c.onSignal != nil {
+				c.onSignal(sig)
+			}
+		}
+	}
+}

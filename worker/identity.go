@@ -1,0 +1,58 @@
+package worker
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Identity names this worker the way its batch scheduler does, so that a
+// report of a hung worker can be matched to a task in qstat or squeue; on
+// no scheduler it is host:pid. getenv is os.Getenv in production.
+func Identity(getenv func(string) string, host string, pid int) string {
+	pair := func(job, task string) string {
+		j, t := getenv(job), getenv(task)
+		switch {
+		case j != "" && t != "":
+			return j + "_" + t
+		case j != "":
+			return j
+		}
+		return ""
+	}
+	// Slurm sets SLURM_JOB_ID on every task; the array pair is preferred
+	// because squeue shows array tasks as ARRAYJOB_TASK.
+	for _, id := range []string{
+		pair("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"),
+		getenv("SLURM_JOB_ID"),
+		// Torque/PBS put the array index inside PBS_JOBID already
+		// ("123[4].server"); slurm-wlm-torque's qsub sets PBS_ARRAYID only.
+		pbs(getenv("PBS_JOBID"), getenv("PBS_ARRAYID")),
+		taskPair(getenv("JOB_ID"), getenv("SGE_TASK_ID")), // SGE: "undefined" outside arrays
+		taskPair(getenv("LSB_JOBID"), getenv("LSB_JOBINDEX")), // LSF: index 0 outside arrays
+	} {
+		if id != "" {
+			return id
+		}
+	}
+	return fmt.Sprintf("%s:%d", host, pid)
+}
+
+func pbs(jobID, arrayID string) string {
+	if jobID == "" {
+		return ""
+	}
+	if arrayID != "" && !strings.Contains(jobID, "[") {
+		return jobID + "[" + arrayID + "]"
+	}
+	return jobID
+}
+
+func taskPair(jobID, task string) string {
+	if jobID == "" {
+		return ""
+	}
+	if task == "" || task == "undefined" || task == "0" {
+		return jobID
+	}
+	return jobID + "_" + task
+}
