@@ -84,6 +84,7 @@ func Start(sess *zkconn.Session, j *job.Job, data protocol.Timer, opts ...Option
 		opt(&o)
 	}
 	o.interval = max(o.interval, MinKickInterval)
+	data.V = protocol.Version
 	p, err := j.CreateTimer(data)
 	if err != nil {
 		return nil, err

@@ -133,6 +133,10 @@ func (p *procfs) stat(pid int) (procStat, error) {
 	if err != nil {
 		return procStat{}, err
 	}
+	return parseStat(b)
+}
+
+func parseStat(b []byte) (procStat, error) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 || i+2 > len(b) {
 		return procStat{}, errMalformed
@@ -194,6 +198,10 @@ func (p *procfs) ioBytes(pid int) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return parseIO(b), nil
+}
+
+func parseIO(b []byte) uint64 {
 	var sum uint64
 	for len(b) > 0 {
 		line := b
@@ -211,7 +219,7 @@ func (p *procfs) ioBytes(pid int) (uint64, error) {
 			sum += atou(bytes.TrimSpace(line[k+1:]))
 		}
 	}
-	return sum, nil
+	return sum
 }
 
 // startSlack: start times are clock ticks since boot, exact.

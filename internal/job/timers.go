@@ -72,7 +72,9 @@ func (j *Job) Timers() (time.Time, []TimerState, error) {
 			}
 			t, err := protocol.DecodeTimer(b)
 			if err != nil {
-				return fmt.Errorf("%s: %w", path.Join(j.L.Timers(), name), err)
+				// Its age still counts: a timer nobody can read must
+				// not hide a hung worker.
+				t = protocol.Timer{ID: fmt.Sprintf("(unreadable %s: %v)", path.Join(j.L.Timers(), name), err), Item: -1}
 			}
 			states[i] = &TimerState{Name: name, Timer: t, Kicked: time.UnixMilli(st.Mtime), Owner: st.EphemeralOwner}
 			return nil

@@ -199,10 +199,10 @@ func TestDataDirKept(t *testing.T) {
 // TestForkingThreadExit guards the reason launch forks from a goroutine
 // locked to its thread for the JVM's whole life: a child with Pdeathsig
 // dies when the thread that forked it exits, and the runtime exits the
-// thread of any goroutine that returns while locked to it. Here the
-// caller's thread exits right after Start, then many more threads do,
-// one of which would likely be the forking thread had it gone back to the
-// pool.
+// thread of any goroutine that returns while locked to it. Here the thread
+// that called Start exits right after it, which would kill a JVM forked
+// from the caller's goroutine, then many more threads do, in case the
+// forking thread went back to the pool.
 func TestForkingThreadExit(t *testing.T) {
 	requireInstalled(t)
 	var (
@@ -210,14 +210,11 @@ func TestForkingThreadExit(t *testing.T) {
 		err error
 		tid int
 	)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // not undone, so the thread exits with us
-		tid = syscall.Gettid()
-		s, err = zkserver.Start(t.Context(), zkserver.Config{Dir: t.TempDir()})
-	}()
-	<-done
+	dir := t.TempDir()
+	onExitingThread(func(id int) {
+		tid = id
+		s, err = zkserver.Start(t.Context(), zkserver.Config{Dir: dir})
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,18 +237,40 @@ func TestForkingThreadExit(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("thread %d still exists (pid %d)", tid, os.Getpid())
+			t.Fatalf("thread %d still exists", tid)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 
+	// A round trip takes far longer than a SIGKILLed JVM takes to die.
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if _, err := s.Mode(ctx); err != nil || !jvmAlive(pid) || s.Pid() != pid {
+		t.Fatalf("JVM %d died when the thread that started it exited (srvr: %v)", pid, err)
+	}
 	conn := zktest.Connect(t, s.Addr())
 	if _, err := conn.Create("/alive", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatal(err)
 	}
-	if !jvmAlive(pid) || s.Pid() != pid {
-		t.Fatalf("JVM %d died when the thread that started it exited", pid)
-	}
+}
+
+// onExitingThread runs fn on a thread that exits when fn returns, passing
+// it the thread's id.
+func onExitingThread(fn func(tid int)) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // not undone, so that the thread exits
+		if syscall.Gettid() == os.Getpid() {
+			// The runtime never exits the main thread. Hold it, so that
+			// the next goroutine gets another one, then let it go.
+			onExitingThread(fn)
+			runtime.UnlockOSThread()
+			return
+		}
+		fn(syscall.Gettid())
+	}()
+	<-done
 }
 
 // TestJVMDiesWithParent kills a process that started a server, as a test

@@ -1,0 +1,299 @@
+// Package integration runs the built zkdog binary against a real
+// ZooKeeper, the way a batch cluster runs it: a master process, worker
+// processes, signals and exit codes.
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkdog/zkdog/internal/protocol"
+	"github.com/zkdog/zkdog/internal/zkserver"
+)
+
+var (
+	// zkdogBin is the binary under test, built once by TestMain.
+	zkdogBin string
+	// shared is the ZooKeeper most tests use; each test has its own root.
+	shared *zkserver.Server
+)
+
+// waitLimit bounds every wait in these tests. It is a guard against a
+// hang, not a performance assertion: the machines are shared and slow.
+const waitLimit = 60 * time.Second
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "zkdog-integration-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	zkdogBin = filepath.Join(dir, "zkdog")
+	build := exec.Command("go", "build", "-race", "-o", zkdogBin, "../cmd/zkdog")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building zkdog:", err)
+		return 1
+	}
+	if err := zkserver.Installed(); err != nil {
+		if isShort() {
+			fmt.Fprintln(os.Stderr, "skipping integration tests:", err)
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	shared, err = zkserver.Start(ctx, zkserver.Config{Dir: dir})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer shared.Stop()
+	return m.Run()
+}
+
+func isShort() bool {
+	for _, a := range os.Args {
+		if a == "-test.short" || a == "-test.short=true" {
+			return true
+		}
+	}
+	return false
+}
+
+// rootFor gives each test its own job root.
+func rootFor(t *testing.T) string {
+	return "/it/" + strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+}
+
+// proc is one zkdog process.
+type proc struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stdout bytes.Buffer
+	stderr syncBuffer
+	done   chan struct{}
+	code   int
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// opts adjusts a process before it starts.
+type opts struct {
+	zk    string
+	env   []string
+	stdin string
+	dir   string
+}
+
+// start runs zkdog with args against the shared server unless o.zk says
+// otherwise. The process is killed at the end of the test if still there.
+func start(t *testing.T, o opts, args ...string) *proc {
+	t.Helper()
+	if o.zk == "" {
+		o.zk = shared.Addr()
+	}
+	p := &proc{t: t, done: make(chan struct{})}
+	p.cmd = exec.Command(zkdogBin, args...)
+	p.cmd.Env = append(cleanEnv(), "ZKDOG_ZK="+o.zk)
+	p.cmd.Env = append(p.cmd.Env, o.env...)
+	p.cmd.Dir = o.dir
+	p.cmd.Stdout = &p.stdout
+	p.cmd.Stderr = &p.stderr
+	if o.stdin != "" {
+		p.cmd.Stdin = strings.NewReader(o.stdin)
+	}
+	// Its own group, so a test can signal zkdog the way a scheduler
+	// does without reaching the test binary.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		err := p.cmd.Wait()
+		p.code = p.cmd.ProcessState.ExitCode()
+		if ee, ok := err.(*exec.ExitError); ok {
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				p.code = 128 + int(ws.Signal())
+			}
+		}
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("zkdog %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), p.stdout.String(), p.stderr.String())
+		}
+	})
+	return p
+}
+
+// cleanEnv is the test's environment without zkdog's or a scheduler's
+// variables, so that a test run inside a batch job or zkdog run behaves.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "ZKDOG_") || strings.HasPrefix(k, "SLURM_") || strings.HasPrefix(k, "PBS_") ||
+			k == "JOB_ID" || k == "SGE_TASK_ID" || strings.HasPrefix(k, "LSB_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
+// wait returns the exit code, failing the test if the process outlives
+// waitLimit.
+func (p *proc) wait() int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+		return p.code
+	case <-time.After(waitLimit):
+		p.t.Fatalf("zkdog %v did not exit within %v", p.cmd.Args[1:], waitLimit)
+		return -1
+	}
+}
+
+func (p *proc) signal(sig syscall.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// run starts zkdog and waits for it.
+func run(t *testing.T, o opts, args ...string) *proc {
+	t.Helper()
+	p := start(t, o, args...)
+	p.wait()
+	return p
+}
+
+func expectExit(t *testing.T, p *proc, want int) {
+	t.Helper()
+	if got := p.wait(); got != want {
+		t.Fatalf("zkdog %v exited %d, want %d\nstderr:\n%s", p.cmd.Args[1:], got, want, p.stderr.String())
+	}
+}
+
+// connect opens a session to look at what zkdog wrote.
+func connect(t *testing.T, addr string) *zk.Conn {
+	t.Helper()
+	conn, ev, err := zk.Connect([]string{addr}, 10*time.Second, zk.WithLogInfo(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	deadline := time.After(waitLimit)
+	for conn.State() != zk.StateHasSession {
+		select {
+		case <-ev:
+		case <-deadline:
+			t.Fatalf("no ZooKeeper session with %s", addr)
+		}
+	}
+	return conn
+}
+
+// waitJob waits until the job at root is ready for workers.
+func waitJob(t *testing.T, conn *zk.Conn, root string) protocol.Job {
+	t.Helper()
+	deadline := time.After(waitLimit)
+	for {
+		b, _, ch, err := conn.GetW(root)
+		if err == nil {
+			if j, err := protocol.DecodeJob(b); err == nil && j.State == protocol.StateReady {
+				return j
+			}
+		} else {
+			_, _, ch, err = conn.ExistsW(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("the job at %s did not become ready", root)
+		}
+	}
+}
+
+// waitFor polls cond until it holds; for state outside ZooKeeper (files,
+// processes) that no watch can report.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func lines(n int, format string) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, format+"\n", i)
+	}
+	return b.String()
+}
+
+func exists(t *testing.T, conn *zk.Conn, p string) bool {
+	t.Helper()
+	ok, _, err := conn.Exists(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
