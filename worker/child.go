@@ -85,8 +85,7 @@ wait:
 			break wait
 		case <-abort:
 			abort = nil
-			r, _, _ := w.j.AbortReason()
-			stop("the master aborted the job: "+r, protocol.Failed)
+			stop("the master aborted the job: "+w.aborted(), protocol.Failed)
 		case <-lost:
 			lost = nil
 			stop(fmt.Sprintf("the timer is lost (%v); another worker may be given this item", w.timer.Err()), protocol.Failed)

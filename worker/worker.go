@@ -74,6 +74,9 @@ type Config struct {
 	// KillOnStall stops a command once its timer would have expired.
 	KillOnStall bool
 	KillTimeout time.Duration
+	// WaitForJob is how long to wait for a job that does not exist yet,
+	// for tasks that may start before their master has created the job.
+	WaitForJob time.Duration
 
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
@@ -91,7 +94,8 @@ type Worker struct {
 	host  string
 	abort <-chan struct{}
 
-	kickFile string
+	kickFile    string
+	abortReason atomic.Pointer[string]
 	// stopping holds the signal (TERM or INT) that asked zkdog to stop, 0
 	// if none: no item is taken after it. While a child runs, supervise
 	// relays the same signal to it and stops it.
@@ -217,8 +221,7 @@ func (w *Worker) drain(ctx context.Context) (int, error) {
 func (w *Worker) lost() error {
 	select {
 	case <-w.abort:
-		reason, _, _ := w.j.AbortReason()
-		return fmt.Errorf("%w: %s", ErrAborted, reason)
+		return fmt.Errorf("%w: %s", ErrAborted, w.aborted())
 	case <-w.timer.Done():
 		return w.timer.Err()
 	default:
@@ -227,15 +230,36 @@ func (w *Worker) lost() error {
 }
 
 func (w *Worker) waitReady(ctx context.Context) (protocol.Job, error) {
+	// A job being filled is waited for up to readyTimeout; a job that does
+	// not exist, only as long as asked, since it is usually a wrong --root.
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
+	giveUp := time.Now().Add(w.cfg.WaitForJob)
 	for {
 		b, _, ch, err := w.j.Conn().GetW(w.j.L.Root)
 		if errors.Is(err, zk.ErrNoNode) {
-			return protocol.Job{}, fmt.Errorf("%w at %s: it was never created there, or it finished and was removed; check --root", job.ErrNoJob, w.j.L.Root)
+			var ok bool
+			ok, _, ch, err = w.j.Conn().ExistsW(w.j.L.Root)
+			if err == nil && !ok {
+				left := time.Until(giveUp)
+				if left <= 0 {
+					return protocol.Job{}, fmt.Errorf("%w at %s: it was never created there, or it finished and was removed; check --root", job.ErrNoJob, w.j.L.Root)
+				}
+				w.log.Debug("no job yet; waiting for its master", "root", w.j.L.Root, "for", left)
+				select {
+				case <-ch:
+				case <-time.After(left):
+				case <-ctx.Done():
+					return protocol.Job{}, ctx.Err()
+				}
+				continue
+			}
 		}
 		if err != nil {
 			return protocol.Job{}, fmt.Errorf("worker: reading the job at %s: %w", w.j.L.Root, err)
+		}
+		if b == nil {
+			continue // created between the two reads
 		}
 		spec, err := protocol.DecodeJob(b)
 		if err != nil {
@@ -253,13 +277,16 @@ func (w *Worker) waitReady(ctx context.Context) (protocol.Job, error) {
 	}
 }
 
-// watchAbort returns a channel closed once the master aborts the job.
+// watchAbort returns a channel closed once the master aborts the job; the
+// reason is read first, since the master may remove the job right after.
 func (w *Worker) watchAbort(ctx context.Context) <-chan struct{} {
 	out := make(chan struct{})
 	go func() {
 		for {
 			ok, _, ch, err := w.j.Conn().ExistsW(w.j.L.Abort())
 			if err == nil && ok {
+				reason, _, _ := w.j.AbortReason()
+				w.abortReason.Store(&reason)
 				close(out)
 				return
 			}
@@ -276,6 +303,14 @@ func (w *Worker) watchAbort(ctx context.Context) <-chan struct{} {
 		}
 	}()
 	return out
+}
+
+// aborted says why the master aborted the job, once w.abort is closed.
+func (w *Worker) aborted() string {
+	if r := w.abortReason.Load(); r != nil && *r != "" {
+		return *r
+	}
+	return "no reason given"
 }
 
 func (w *Worker) childEnv(c *job.Claim) []string {

@@ -22,12 +22,14 @@ const (
 	flagProgressFile   = "progress-file"
 	flagKillOnStall    = "kill-on-stall"
 	flagKillTimeout    = "kill-timeout"
+	flagWaitForJob     = "wait-for-job"
 
 	envWorkerID       = "ZKDOG_WORKER_ID"
 	envKickInterval   = "ZKDOG_KICK_INTERVAL"
 	envProgress       = "ZKDOG_PROGRESS"
 	envSampleInterval = "ZKDOG_SAMPLE_INTERVAL"
 	envKillTimeout    = "ZKDOG_KILL_TIMEOUT"
+	envWaitForJob     = "ZKDOG_WAIT_FOR_JOB"
 )
 
 func runCommand() *cli.Command {
@@ -57,6 +59,8 @@ func runCommand() *cli.Command {
 				Usage: "Stop the command (TERM, grace, KILL) once it has made no progress for the job's timer, and record it as stalled."},
 			durationFlag(flagKillTimeout, envKillTimeout, supervise.DefaultKillTimeout,
 				"After TERM or INT reaches the command, how long it gets before KILL."),
+			durationFlag(flagWaitForJob, envWaitForJob, 0,
+				"If the job does not exist yet, wait this long for its master to create it; 0 fails at once."),
 		),
 		OnUsageError: usageError(worker.ExitFailed),
 		Action:       runAction,
@@ -100,6 +104,7 @@ func runAction(c *cli.Context) error {
 		ProgressFiles:  c.StringSlice(flagProgressFile),
 		KillOnStall:    c.Bool(flagKillOnStall),
 		KillTimeout:    durationOf(c, flagKillTimeout),
+		WaitForJob:     durationOf(c, flagWaitForJob),
 		Stdin:          os.Stdin,
 		Stdout:         os.Stdout,
 		Stderr:         os.Stderr,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"time"
 )
@@ -57,9 +58,13 @@ func fourLetter(ctx context.Context, addr, cmd string, fn func(line string) bool
 	}
 	defer func() {
 		if err != nil {
-			if ctx.Err() != nil {
-				// "i/o timeout" from the deadline below says less than this.
-				err = ctx.Err()
+			// Report the context's error rather than the "i/o timeout" it
+			// causes below. The connection's deadline is ctx's, but its
+			// timer may fire first.
+			if cerr := ctx.Err(); cerr != nil {
+				err = cerr
+			} else if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = context.DeadlineExceeded
 			}
 			err = fmt.Errorf("zkserver: %s to %s: %w", cmd, addr, err)
 		}

@@ -8,17 +8,18 @@ import (
 	"time"
 )
 
-// A srvr reply of ZooKeeper 3.8, whose "built on" format go-zookeeper's
-// FLWSrvr rejects.
-const srvrFollower = `Zookeeper version: 3.8.0-debian--1, built on 2024-06-16 12:00 UTC
+// A srvr reply of ZooKeeper 3.8 as packaged by Debian, which go-zookeeper's
+// FLWSrvr rejects: its "built on" date is not in the format it expects.
+const srvrLeader = `Zookeeper version: 3.8.0-${mvngit.commit.id}, built on 2024-12-29 17:54 UTC
 Latency min/avg/max: 0/0.0/0
-Received: 3
-Sent: 2
+Received: 2
+Sent: 1
 Connections: 1
 Outstanding: 0
-Zxid: 0x100000002
-Mode: follower
-Node count: 6
+Zxid: 0x100000000
+Mode: leader
+Node count: 5
+Proposal sizes last/min/max: -1/-1/-1
 `
 
 // fakeServer answers every connection with reply and, like ZooKeeper right
@@ -55,7 +56,7 @@ func TestQueryMode(t *testing.T) {
 		name, reply, mode string
 		err               error
 	}{
-		{"follower", srvrFollower, ModeFollower, nil},
+		{"leader", srvrLeader, ModeLeader, nil},
 		{"not serving", notServingReply + "\n", "", ErrNotServing},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

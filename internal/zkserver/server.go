@@ -358,6 +358,7 @@ func (s *Server) writeConfig(members [][]int) error {
 		{"4lw.commands.whitelist", "*"},
 		{"admin.enableServer", "false"},
 		{"maxClientCnxns", "0"},
+		{"maxCnxns", "1000000"},
 		// Durability is worthless for throw-away test data and fsync
 		// dominates write latency on CI disks.
 		{"forceSync", "no"},

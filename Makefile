@@ -1,0 +1,49 @@
+# zkdog: `make demo` shows it working, `make test` proves it. Both install
+# what is missing first (ZooKeeper from Debian's packages, Go modules).
+
+GO       ?= go
+BIN      := bin
+VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+# apt-get needs root; use sudo when not root and sudo exists.
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
+ZK_JAR   := /usr/share/java/zookeeper.jar
+
+.PHONY: all deps build test test-short bench demo clean
+
+all: build
+
+## deps: install ZooKeeper (Debian package) when absent, and download Go modules.
+deps:
+	@if [ ! -f $(ZK_JAR) ] || ! command -v java >/dev/null 2>&1; then \
+		echo "installing ZooKeeper (apt-get install zookeeper)"; \
+		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y zookeeper; \
+	fi
+	$(GO) mod download
+
+## build: the zkdog binary, and zkserve (a throw-away local ZooKeeper) for the demo.
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/zkdog ./cmd/zkdog
+	$(GO) build -o $(BIN)/zkserve ./internal/zkserver/zkserve
+
+## test: vet, then every test with the race detector, against real ZooKeeper.
+test: deps
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 25m ./...
+
+## test-short: unit tests only, no ZooKeeper needed.
+test-short:
+	$(GO) test -short -count=1 ./...
+
+## bench: the benchmarks, printing their figures.
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./supervise/
+	./scripts/bench.sh
+
+## demo: a local ZooKeeper, a master and workers; a clean run, then a hung worker caught.
+demo: deps build
+	./scripts/demo.sh
+
+clean:
+	rm -rf $(BIN)
