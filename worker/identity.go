@@ -27,7 +27,7 @@ func Identity(getenv func(string) string, host string, pid int) string {
 		// Torque/PBS put the array index inside PBS_JOBID already
 		// ("123[4].server"); slurm-wlm-torque's qsub sets PBS_ARRAYID only.
 		pbs(getenv("PBS_JOBID"), getenv("PBS_ARRAYID")),
-		taskPair(getenv("JOB_ID"), getenv("SGE_TASK_ID")), // SGE: "undefined" outside arrays
+		taskPair(getenv("JOB_ID"), getenv("SGE_TASK_ID")),     // SGE: "undefined" outside arrays
 		taskPair(getenv("LSB_JOBID"), getenv("LSB_JOBINDEX")), // LSF: index 0 outside arrays
 	} {
 		if id != "" {
