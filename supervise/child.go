@@ -210,8 +210,15 @@ func Start(cfg Config) (*Child, error) {
 		c.drainTimeout = DefaultDrainTimeout
 	}
 
+	// A path the user spelled out is exec'd as spelled (relative to Dir,
+	// which the child enters first), so a script's $0 is what the user
+	// typed, as under a shell.
+	execPath := resolved
+	if strings.ContainsRune(cfg.Path, '/') {
+		execPath = cfg.Path
+	}
 	cmd := &exec.Cmd{
-		Path:        resolved,
+		Path:        execPath,
 		Args:        append([]string{cfg.Path}, cfg.Args...),
 		Env:         cfg.Env,
 		Dir:         cfg.Dir,

@@ -24,10 +24,10 @@ const (
 
 // Defaults applied by Start and StartEnsemble to zero Config fields.
 const (
-	// DefaultTickTime is ZooKeeper's time unit. It is well below the 2s of a
-	// production server so that session expiry (minimum 2 ticks) and
-	// follower syncing are quick in tests, yet large enough that a loaded
-	// two-core CI machine does not make followers miss syncLimit.
+	// DefaultTickTime is ZooKeeper's time unit, a tenth of the usual 2s so
+	// that tests can have sessions expire quickly: the minimum session
+	// timeout is 2 ticks and expiry is checked once a tick. Start-up and
+	// leader election take as long whatever the tick.
 	DefaultTickTime = 200 * time.Millisecond
 
 	// DefaultMaxSessionTimeout replaces ZooKeeper's own default of 20 ticks

@@ -358,6 +358,7 @@ func (s *Server) writeConfig(members [][]int) error {
 		{"4lw.commands.whitelist", "*"},
 		{"admin.enableServer", "false"},
 		{"maxClientCnxns", "0"},
+		// Left at 0, meaning no limit, it earns a warning in every log.
 		{"maxCnxns", "1000000"},
 		// Durability is worthless for throw-away test data and fsync
 		// dominates write latency on CI disks.
@@ -366,9 +367,16 @@ func (s *Server) writeConfig(members [][]int) error {
 		fmt.Fprintf(&b, "%s=%s\n", kv[0], kv[1])
 	}
 	if members != nil {
+		// initLimit and syncLimit count ticks. With short ticks ZooKeeper's
+		// usual 10 and 5 would let a CPU-starved CI machine, not a fault,
+		// make a leader drop its followers; the wall-clock floors keep
+		// that from happening. Killed members are noticed at once anyway,
+		// as their connections close.
+		fmt.Fprintf(&b, "initLimit=%d\nsyncLimit=%d\n",
+			ticksAtLeast(10, 5*time.Second, s.cfg.TickTime), ticksAtLeast(5, 2*time.Second, s.cfg.TickTime))
 		// standaloneEnabled=false keeps a one-member ensemble in quorum
 		// mode, so it behaves like the larger ones.
-		b.WriteString("initLimit=10\nsyncLimit=5\nstandaloneEnabled=false\n")
+		b.WriteString("standaloneEnabled=false\n")
 		for i, p := range members {
 			fmt.Fprintf(&b, "server.%d=127.0.0.1:%d:%d\n", i+1, p[1], p[2])
 		}
@@ -377,6 +385,12 @@ func (s *Server) writeConfig(members [][]int) error {
 		return fmt.Errorf("zkserver: %w", err)
 	}
 	return nil
+}
+
+// ticksAtLeast returns the number of ticks that is at least n and lasts at
+// least d.
+func ticksAtLeast(n int, d, tick time.Duration) int {
+	return max(n, int((d+tick-1)/tick))
 }
 
 // makeDir returns the directory for a server or ensemble and whether Stop
