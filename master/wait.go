@@ -97,6 +97,9 @@ type waiter struct {
 	leases       map[string]bool
 	seenTimer    bool
 	retried      int
+	// suspects are items the last sweep found unaccounted for, with the
+	// attempt they were on.
+	suspects map[int]int
 }
 
 func (w *waiter) waitBarrier(ctx context.Context) error {
@@ -187,6 +190,9 @@ func (w *waiter) follow(ctx context.Context) (Report, error) {
 			if r != nil {
 				return *r, nil
 			}
+			if err := w.sweep(); err != nil {
+				w.cfg.Log.Warn("looking for unaccounted items; will retry", "err", err)
+			}
 		case <-watches[0].ch:
 			watches[0].ch = nil
 		case <-watches[1].ch:
@@ -273,17 +279,88 @@ func (w *waiter) vanished(name string) error {
 	if err != nil {
 		return nil
 	}
+	return w.handOut(index, attempt, "its worker vanished without a result")
+}
+
+// handOut deals with an item whose attempt ended without a result: it is
+// handed out again while attempts remain, and recorded lost after that.
+func (w *waiter) handOut(index, attempt int, why string) error {
 	has, err := w.j.HasResult(index)
 	if err != nil || has {
 		return err
 	}
 	if attempt <= w.spec.Retries {
-		w.cfg.Log.Warn("worker vanished without a result; item requeued", "item", index, "attempt", attempt, "next", attempt+1)
-		w.retried++
-		return w.j.Requeue(index, attempt+1)
+		err = w.j.Requeue(index, attempt)
+		if err == nil {
+			w.retried++
+			w.cfg.Log.Warn(why+"; item handed out again", "item", index, "attempt", attempt, "next", attempt+1)
+		}
+	} else {
+		err = w.j.RecordLost(index, attempt, fmt.Sprintf("%s on attempt %d of %d", why, attempt, w.spec.Retries+1))
+		if err == nil {
+			w.cfg.Log.Error(why+"; item lost", "item", index, "attempts", attempt)
+		}
 	}
-	w.cfg.Log.Error("worker vanished without a result; item lost", "item", index, "attempts", attempt)
-	return w.j.RecordLost(index, attempt, fmt.Sprintf("its worker vanished without a result on attempt %d of %d", attempt, w.spec.Retries+1))
+	if errors.Is(err, job.ErrStale) {
+		return nil // another master (an earlier run of this one) dealt with it
+	}
+	return err
+}
+
+// sweep finds items that were handed out but have neither a lease nor a
+// result nor a retry entry: their worker died between taking the ticket
+// and creating the lease, or their lease vanished while no master was
+// watching. Such an item is dealt with only when a second sweep finds it
+// in the same state, which leaves a worker whose lease creation is in
+// flight the time to finish; if it is slower still, the version check on
+// its lease refuses it.
+func (w *waiter) sweep() error {
+	c, err := w.j.Counts(w.spec)
+	if err != nil {
+		return err
+	}
+	if c.Issued-c.Done-c.Leased-c.Retry <= 0 {
+		w.suspects = nil
+		return nil
+	}
+	outcomes, err := w.j.Outcomes(w.spec)
+	if err != nil {
+		return err
+	}
+	accounted := make(map[int]bool, len(outcomes))
+	for _, o := range outcomes {
+		accounted[o.Index] = true
+	}
+	for _, dir := range []string{w.j.L.Leases(), w.j.L.Retry()} {
+		names, _, err := w.j.Conn().Children(dir)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			if i, _, err := protocol.ParseLeaseName(n); err == nil {
+				accounted[i] = true
+			}
+		}
+	}
+	next := map[int]int{}
+	for i := range c.Issued {
+		if accounted[i] {
+			continue
+		}
+		attempt, err := w.j.Attempt(i)
+		if err != nil {
+			return err
+		}
+		if w.suspects[i] != attempt {
+			next[i] = attempt
+			continue
+		}
+		if err := w.handOut(i, attempt, "its worker vanished before leasing it, or while no master watched"); err != nil {
+			return err
+		}
+	}
+	w.suspects = next
+	return nil
 }
 
 // checkTimers reads the timers' ages against the server clock and, if one

@@ -342,10 +342,7 @@ func (c *Child) run(started chan<- error, parentEnds []*os.File) {
 	c.mu.Lock()
 	exit.Stopped, exit.Killed = c.stoppedAtExit, c.killedAtExit
 	if !c.swept {
-		// A group outlives its leader while any member lives, and its id
-		// stays reserved with it; ESRCH means none is left.
-		err := syscall.Kill(-c.pid, 0)
-		exit.Orphans = err == nil || err == syscall.EPERM
+		exit.Orphans = groupHasLiveMembers(c.pid)
 	}
 	c.mu.Unlock()
 

@@ -1,3 +1,5 @@
+//go:build linux
+
 package supervise
 
 import (
@@ -61,7 +63,7 @@ func (o *output) waitFor(t *testing.T, s string) {
 }
 
 // lines waits until the output holds n complete lines and returns them.
-func (o *output) lines(t *testing.T, n int) []string {
+func (o *output) lines(t testing.TB, n int) []string {
 	t.Helper()
 	deadline := time.After(guard)
 	for {
@@ -81,7 +83,7 @@ func (o *output) lines(t *testing.T, n int) []string {
 }
 
 // eventually polls cond until it holds.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
@@ -99,7 +101,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // unless the test changes cfg: real signal.Notify is process-wide, and a
 // signal meant for one test's child must not reach another's. The child
 // is stopped when the test ends, whatever happened.
-func startSh(t *testing.T, script string, cfg Config) *Child {
+func startSh(t testing.TB, script string, cfg Config) *Child {
 	t.Helper()
 	cfg.Path = "sh"
 	cfg.Args = []string{"-c", script}
@@ -154,7 +156,7 @@ func dead(pid int) bool {
 
 // waitAsleep waits until pid runs comm and sleeps in the kernel, so that
 // what it did while starting up is behind it.
-func waitAsleep(t *testing.T, pid int, comm string) {
+func waitAsleep(t testing.TB, pid int, comm string) {
 	t.Helper()
 	eventually(t, "process "+strconv.Itoa(pid)+" asleep in "+comm, func() bool {
 		s, c := procStateOf(pid)
@@ -162,7 +164,7 @@ func waitAsleep(t *testing.T, pid int, comm string) {
 	})
 }
 
-func atoiT(t *testing.T, s string) int {
+func atoiT(t testing.TB, s string) int {
 	t.Helper()
 	n, err := strconv.Atoi(strings.TrimSpace(s))
 	if err != nil {

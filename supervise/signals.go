@@ -93,3 +93,11 @@ func (c *Child) forward(sigs <-chan os.Signal, relay map[os.Signal]bool, stop fu
 		}
 	}
 }
+
+// groupExists reports whether process group pgid has any member, zombies
+// included. A group's id stays reserved while any member is left, so this
+// cannot mistake a recycled pid for the group.
+func groupExists(pgid int) bool {
+	err := syscall.Kill(-pgid, 0)
+	return err == nil || err == syscall.EPERM
+}

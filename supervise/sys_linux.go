@@ -24,3 +24,21 @@ func waitExited(pid int) bool {
 		return errno == 0
 	}
 }
+
+// groupHasLiveMembers reports whether process group pgid has a member
+// that is not a zombie. kill(-pgid, 0) would count zombies too, and an
+// orphan that died is a zombie until init reaps it, which some
+// containers' init never does.
+func groupHasLiveMembers(pgid int) bool {
+	src := newProcfs()
+	pids, err := src.pids(nil)
+	if err != nil {
+		return groupExists(pgid)
+	}
+	for _, pid := range pids {
+		if st, err := src.stat(pid); err == nil && st.pgid == pgid && !st.zombie {
+			return true
+		}
+	}
+	return false
+}

@@ -14,3 +14,5 @@ func sysProcAttr() *syscall.SysProcAttr {
 // waitid), so the group is swept right after the leader is reaped: see
 // sweepOrphans for the (tiny) hazard that leaves.
 func waitExited(int) bool { return false }
+
+func groupHasLiveMembers(pgid int) bool { return groupExists(pgid) }

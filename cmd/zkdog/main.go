@@ -54,6 +54,8 @@ func newApp() *cli.App {
 			"the result. The master exits once every item has a result, or as soon as a timer goes un-kicked.",
 		Commands: []*cli.Command{
 			masterCommand(),
+			initCommand(),
+			waitCommand(),
 			runCommand(),
 			kickCommand(),
 		},

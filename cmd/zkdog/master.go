@@ -34,55 +34,87 @@ func masterCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "master",
 		Usage: "Create a job, fill its queue and wait until every item is done or a worker hangs.",
-		Description: "Exit codes: 0 all items done; 1 some item failed; 2 bad input (nothing changed); 3 a timer\n" +
-			"went un-kicked longer than --timer (running workers are stopped); 4 no worker started within\n" +
-			"--sync-timeout; 5 items lost (their workers vanished more often than --retries allows); 6 ZooKeeper\n" +
-			"unreachable; 130 or 143 interrupted (the job is kept, so that workers go on).",
-		Flags: append(commonFlags(),
-			&cli.StringFlag{Name: flagItems, EnvVars: envs(envItems), TakesFile: true,
-				Usage: "File with one work item per line, - for standard input. Without it the job has no queue: workers run with --no-queue."},
-			durationFlag(flagTimer, envTimer, defaultTimer,
-				"How long a worker's timer may go un-kicked before the worker counts as hung. Seconds or a Go duration."),
-			&cli.BoolFlag{Name: flagSync,
-				Usage: "Create a start barrier and wait until the first worker releases it."},
-			durationFlag(flagSyncTimeout, envSyncTimeout, 0,
-				"With --sync, give up (exit 4) if no worker starts within this time; 0 waits for ever."),
-			&cli.IntFlag{Name: flagRetries, EnvVars: envs(envRetries), Value: 0,
-				Usage: "How many more times an item is handed out after its worker vanished without a result."},
-			&cli.BoolFlag{Name: flagKeep,
-				Usage: "Leave the job tree in ZooKeeper at the end, for inspection with zkdog status."},
-			&cli.BoolFlag{Name: flagJSON,
-				Usage: "Print the final report as JSON on standard output."},
-		),
+		Description: "zkdog master is zkdog init followed by zkdog wait.\n\n" + waitExitCodes +
+			" 2 also means bad input: nothing was changed.",
+		Flags:        append(append(commonFlags(), createFlags()...), waitFlags()...),
 		OnUsageError: usageError(exitUsage),
-		Action:       masterAction,
+		Action: func(c *cli.Context) error {
+			return masterAction(c, true, true)
+		},
 	}
 }
 
-func masterAction(c *cli.Context) error {
+func initCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "init",
+		Usage: "Create a job and fill its queue, then exit; wait for it with zkdog wait.",
+		Description: "For jobs created before their tasks are submitted: zkdog init, then submit the array, then\n" +
+			"zkdog wait in a dependent job. Exit codes: 0 created; 2 bad input or a job already there (nothing\n" +
+			"changed); 6 ZooKeeper unreachable.",
+		Flags:        append(commonFlags(), createFlags()...),
+		OnUsageError: usageError(exitUsage),
+		Action: func(c *cli.Context) error {
+			return masterAction(c, true, false)
+		},
+	}
+}
+
+func waitCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "wait",
+		Usage: "Wait for an existing job until every item is done or a worker hangs.",
+		Description: "Also the way to take over from a master that died: the job's state is all in ZooKeeper, and\n" +
+			"items whose workers vanished meanwhile are found and handed out again.\n\n" + waitExitCodes,
+		Flags:        append(commonFlags(), waitFlags()...),
+		OnUsageError: usageError(exitUsage),
+		Action: func(c *cli.Context) error {
+			return masterAction(c, false, true)
+		},
+	}
+}
+
+const waitExitCodes = "Exit codes: 0 all items done; 1 some item failed; 2 bad flags; 3 a timer went un-kicked longer\n" +
+	"than the job's timer (running workers are stopped); 4 no worker started within --sync-timeout; 5\n" +
+	"items lost (their workers vanished more often than the retries allow); 6 ZooKeeper unreachable or\n" +
+	"the job removed; 130 or 143 interrupted (the job is kept, so that workers go on)."
+
+func createFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagItems, EnvVars: envs(envItems), TakesFile: true,
+			Usage: "File with one work item per line, - for standard input. Without it the job has no queue: workers run with --no-queue."},
+		durationFlag(flagTimer, envTimer, defaultTimer,
+			"How long a worker's timer may go un-kicked before the worker counts as hung. Seconds or a Go duration."),
+		&cli.BoolFlag{Name: flagSync,
+			Usage: "Create a start barrier; the first worker to start releases it, and the master waits for that."},
+		&cli.IntFlag{Name: flagRetries, EnvVars: envs(envRetries), Value: 0,
+			Usage: "How many more times an item is handed out after its worker vanished without a result."},
+	}
+}
+
+func waitFlags() []cli.Flag {
+	return []cli.Flag{
+		durationFlag(flagSyncTimeout, envSyncTimeout, 0,
+			"If the job has a start barrier, give up (exit 4) if no worker starts within this time; 0 waits for ever."),
+		&cli.BoolFlag{Name: flagKeep,
+			Usage: "Leave the job tree in ZooKeeper at the end, for inspection with zkdog status."},
+		&cli.BoolFlag{Name: flagJSON,
+			Usage: "Print the final report as JSON on standard output."},
+	}
+}
+
+// masterAction creates the job (doCreate), waits for it (doWait), or both.
+func masterAction(c *cli.Context, doCreate, doWait bool) error {
 	if c.Args().Len() > 0 {
-		return exitWith(exitUsage, fmt.Errorf("master takes no arguments, got %q; give items with --%s FILE", c.Args().First(), flagItems))
+		return exitWith(exitUsage, fmt.Errorf("%s takes no arguments, got %q", c.Command.Name, c.Args().First()))
 	}
 	t, err := parseTarget(c)
 	if err != nil {
 		return exitWith(exitUsage, err)
 	}
-	limit := durationOf(c, flagTimer)
-	if limit < 100*time.Millisecond {
-		return exitWith(exitUsage, fmt.Errorf("--%s %v is too short; give at least 100ms (the default is %v)", flagTimer, limit, defaultTimer))
-	}
-	if c.Int(flagRetries) < 0 {
-		return exitWith(exitUsage, fmt.Errorf("--%s %d is negative", flagRetries, c.Int(flagRetries)))
-	}
-	spec := master.Spec{Timer: limit, Retries: c.Int(flagRetries), Sync: c.Bool(flagSync), Master: hostPid()}
-	// Items are read and checked before ZooKeeper is touched, so that bad
-	// input changes nothing.
-	if name := c.String(flagItems); name != "" {
-		if spec.Items, err = master.ReadItemsFile(name); err != nil {
-			return exitWith(exitUsage, fmt.Errorf("--%s: %w", flagItems, err))
-		}
-		if err := job.CheckItems(spec.Items); err != nil {
-			return exitWith(exitUsage, fmt.Errorf("--%s: %w", flagItems, err))
+	var spec master.Spec
+	if doCreate {
+		if spec, err = createSpec(c); err != nil {
+			return exitWith(exitUsage, err)
 		}
 	}
 
@@ -94,20 +126,27 @@ func masterAction(c *cli.Context) error {
 	}
 	defer sess.Close()
 
-	started := time.Now()
-	if err := master.Create(j, spec); err != nil {
-		if errors.Is(err, job.ErrExists) {
-			return exitWith(exitUsage, err)
+	if doCreate {
+		started := time.Now()
+		if err := master.Create(j, spec); err != nil {
+			if errors.Is(err, job.ErrExists) {
+				return exitWith(exitUsage, err)
+			}
+			return exitWith(exitZooKeeper, err)
 		}
-		return exitWith(exitZooKeeper, err)
+		t.log.Info("job created", "root", t.layout.Root, "items", len(spec.Items), "timer", spec.Timer, "in", time.Since(started).Round(time.Millisecond))
 	}
-	t.log.Info("job created", "root", t.layout.Root, "items", len(spec.Items), "timer", limit, "in", time.Since(started).Round(time.Millisecond))
-
+	if !doWait {
+		return nil
+	}
 	report, err := master.Wait(ctx, j, master.WaitConfig{SyncTimeout: durationOf(c, flagSyncTimeout), Log: t.log})
 	if err != nil {
 		if ctx.Err() != nil {
-			t.log.Warn("interrupted; the job stays in ZooKeeper and its workers go on", "root", t.layout.Root)
+			t.log.Warn("interrupted; the job stays in ZooKeeper and its workers go on; zkdog wait takes over", "root", t.layout.Root)
 			return exitWith(128+int(caught()), nil)
+		}
+		if errors.Is(err, job.ErrNoJob) && !doCreate {
+			return exitWith(exitUsage, fmt.Errorf("%w; check --%s", err, flagRoot))
 		}
 		return exitWith(exitZooKeeper, err)
 	}
@@ -120,6 +159,30 @@ func masterAction(c *cli.Context) error {
 		return exitWith(exitZooKeeper, err)
 	}
 	return exitWith(report.Exit, nil)
+}
+
+// createSpec reads and checks everything a new job needs before ZooKeeper
+// is touched, so that bad input changes nothing.
+func createSpec(c *cli.Context) (master.Spec, error) {
+	limit := durationOf(c, flagTimer)
+	if limit < 100*time.Millisecond {
+		return master.Spec{}, fmt.Errorf("--%s %v is too short; give at least 100ms (the default is %v)", flagTimer, limit, defaultTimer)
+	}
+	if c.Int(flagRetries) < 0 {
+		return master.Spec{}, fmt.Errorf("--%s %d is negative", flagRetries, c.Int(flagRetries))
+	}
+	spec := master.Spec{Timer: limit, Retries: c.Int(flagRetries), Sync: c.Bool(flagSync), Master: hostPid()}
+	if name := c.String(flagItems); name != "" {
+		items, err := master.ReadItemsFile(name)
+		if err != nil {
+			return master.Spec{}, fmt.Errorf("--%s: %w", flagItems, err)
+		}
+		if err := job.CheckItems(items); err != nil {
+			return master.Spec{}, fmt.Errorf("--%s: %w", flagItems, err)
+		}
+		spec.Items = items
+	}
+	return spec, nil
 }
 
 func printReport(c *cli.Context, r master.Report) error {

@@ -22,30 +22,55 @@ type Claim struct {
 // collide or retry), a read of the item, and the creation of its ephemeral
 // lease. Items given back for another attempt are taken from the retry
 // list once the cursor has run past the end. ErrEmpty when nothing is left.
+//
+// An item's data version counts the times it was handed out again, so it
+// is the attempt number less one. Every lease is created, and every result
+// recorded, in a transaction that checks it: a worker that lags behind a
+// requeue (its ticket taken just before the master gave the item to
+// someone else) is refused instead of working on it twice.
 func (j *Job) Take(spec protocol.Job, lease protocol.Lease) (Claim, error) {
-	if spec.Items > 0 {
+	lease.V = protocol.Version
+	for spec.Items > 0 {
 		st, err := j.conn.Set(j.L.Cursor(), nil, -1)
 		if err != nil {
 			return Claim{}, fmt.Errorf("job: taking a ticket: %w", err)
 		}
-		if ticket := int(st.Version) - 1; ticket < spec.Items {
-			return j.lease(ticket, 1, lease)
+		ticket := int(st.Version) - 1
+		if ticket >= spec.Items {
+			break
 		}
+		c, err := j.leaseFresh(ticket, lease)
+		if errors.Is(err, errRequeued) {
+			continue
+		}
+		return c, err
 	}
 	return j.takeRetry(lease)
 }
 
-func (j *Job) lease(index, attempt int, lease protocol.Lease) (Claim, error) {
-	data, _, err := j.conn.Get(j.L.Item(index))
+// errRequeued: the item of a ticket was handed out again before its lease
+// was created; the worker takes another ticket.
+var errRequeued = errors.New("job: item requeued meanwhile")
+
+func (j *Job) leaseFresh(index int, lease protocol.Lease) (Claim, error) {
+	data, st, err := j.conn.Get(j.L.Item(index))
 	if err != nil {
 		return Claim{}, fmt.Errorf("job: reading item %d: %w", index, err)
 	}
-	lease.V = protocol.Version
-	_, err = j.conn.Create(j.L.Lease(index, attempt), protocol.Encode(lease), zk.FlagEphemeral, openACL)
+	if st.Version != 0 {
+		return Claim{}, errRequeued
+	}
+	err = multiErr(j.conn.Multi(
+		&zk.CheckVersionRequest{Path: j.L.Item(index), Version: 0},
+		&zk.CreateRequest{Path: j.L.Lease(index, 1), Data: protocol.Encode(lease), Acl: openACL, Flags: zk.FlagEphemeral},
+	))
+	if errors.Is(err, zk.ErrBadVersion) {
+		return Claim{}, errRequeued
+	}
 	if err != nil {
 		return Claim{}, fmt.Errorf("job: leasing item %d: %w", index, err)
 	}
-	return Claim{Index: index, Attempt: attempt, Data: data}, nil
+	return Claim{Index: index, Attempt: 1, Data: data}, nil
 }
 
 // takeRetry takes an item from the retry list. The list holds only items
@@ -57,7 +82,6 @@ func (j *Job) takeRetry(lease protocol.Lease) (Claim, error) {
 	if err != nil {
 		return Claim{}, fmt.Errorf("job: listing %s: %w", j.L.Retry(), err)
 	}
-	lease.V = protocol.Version
 	for _, name := range names {
 		index, attempt, err := protocol.ParseLeaseName(name)
 		if err != nil {
@@ -65,10 +89,11 @@ func (j *Job) takeRetry(lease protocol.Lease) (Claim, error) {
 		}
 		err = multiErr(j.conn.Multi(
 			&zk.DeleteRequest{Path: j.L.RetryEntry(index, attempt), Version: -1},
+			&zk.CheckVersionRequest{Path: j.L.Item(index), Version: int32(attempt - 1)},
 			&zk.CreateRequest{Path: j.L.Lease(index, attempt), Data: protocol.Encode(lease), Acl: openACL, Flags: zk.FlagEphemeral},
 		))
-		if errors.Is(err, zk.ErrNoNode) || errors.Is(err, zk.ErrNodeExists) {
-			continue // another worker won it
+		if errors.Is(err, zk.ErrNoNode) || errors.Is(err, zk.ErrNodeExists) || errors.Is(err, zk.ErrBadVersion) {
+			continue // another worker won it, or it is stale
 		}
 		if err != nil {
 			return Claim{}, fmt.Errorf("job: taking item %d for another attempt: %w", index, err)
@@ -91,6 +116,7 @@ func (j *Job) Record(c Claim, r protocol.Result) error {
 	r.V = protocol.Version
 	r.Attempt = c.Attempt
 	ops := []any{
+		&zk.CheckVersionRequest{Path: j.L.Item(c.Index), Version: int32(c.Attempt - 1)},
 		&zk.DeleteRequest{Path: j.L.Lease(c.Index, c.Attempt), Version: 0},
 		&zk.CreateRequest{Path: j.L.Result(c.Index, r.Outcome), Data: protocol.Encode(r), Acl: openACL},
 		&zk.SetDataRequest{Path: j.L.Done(), Version: -1},

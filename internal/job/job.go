@@ -31,6 +31,8 @@ var (
 	ErrLeaseLost = errors.New("job: lease lost")
 	// ErrTooLarge: an item is over protocol.MaxItemBytes.
 	ErrTooLarge = errors.New("job: item too large")
+	// ErrStale: the item has moved on to a later attempt.
+	ErrStale = errors.New("job: stale attempt")
 )
 
 // openACL: jobs are coordination data shared by every task of a batch

@@ -196,7 +196,7 @@ func TestLeaseLostWithSession(t *testing.T) {
 	}
 
 	// Requeued, the item comes back as attempt 2 once the cursor is spent.
-	if err := j.Requeue(c.Index, 2); err != nil {
+	if err := j.Requeue(c.Index, 1); err != nil {
 		t.Fatal(err)
 	}
 	other, err := j.Take(s, protocol.Lease{})

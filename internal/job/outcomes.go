@@ -23,29 +23,65 @@ func (j *Job) HasResult(index int) (bool, error) {
 	return slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, prefix) }), nil
 }
 
-// Requeue puts item index on the retry list for the given attempt. It is
-// idempotent, so a master that restarts may requeue again safely.
+// Requeue hands item index out again after attempt ended without a
+// result: it bumps the item's version (so the old attempt can neither
+// record nor, if its lease was still being created, start) and puts it on
+// the retry list for attempt+1, in one transaction. ErrStale when the
+// item has moved on already (another master requeued it), which callers
+// may ignore.
 func (j *Job) Requeue(index, attempt int) error {
-	_, err := j.conn.Create(j.L.RetryEntry(index, attempt), nil, 0, openACL)
-	if err != nil && !errors.Is(err, zk.ErrNodeExists) {
+	data, _, err := j.conn.Get(j.L.Item(index))
+	if err != nil {
+		return fmt.Errorf("job: requeueing item %d: %w", index, err)
+	}
+	err = multiErr(j.conn.Multi(
+		&zk.SetDataRequest{Path: j.L.Item(index), Data: data, Version: int32(attempt - 1)},
+		&zk.CreateRequest{Path: j.L.RetryEntry(index, attempt+1), Acl: openACL},
+	))
+	if errors.Is(err, zk.ErrBadVersion) || errors.Is(err, zk.ErrNodeExists) {
+		return fmt.Errorf("%w: item %d is past attempt %d", ErrStale, index, attempt)
+	}
+	if err != nil {
 		return fmt.Errorf("job: requeueing item %d: %w", index, err)
 	}
 	return nil
 }
 
-// RecordLost gives item index its final result, lost, with the counters in
-// the same transaction. An item that has a result already keeps it.
+// RecordLost gives item index its final result, lost, with the counters,
+// and bumps the item's version so that the lost attempt can never record
+// after all; one transaction. ErrStale when the item moved on already.
 func (j *Job) RecordLost(index, attempt int, reason string) error {
+	data, _, err := j.conn.Get(j.L.Item(index))
+	if err != nil {
+		return fmt.Errorf("job: recording item %d as lost: %w", index, err)
+	}
 	r := protocol.Result{V: protocol.Version, Outcome: protocol.Lost, Exit: -1, Attempt: attempt, Reason: reason}
-	err := multiErr(j.conn.Multi(
+	err = multiErr(j.conn.Multi(
+		&zk.SetDataRequest{Path: j.L.Item(index), Data: data, Version: int32(attempt - 1)},
 		&zk.CreateRequest{Path: j.L.Result(index, protocol.Lost), Data: protocol.Encode(r), Acl: openACL},
 		&zk.SetDataRequest{Path: j.L.Done(), Version: -1},
 		&zk.SetDataRequest{Path: j.L.Failed(), Version: -1},
 	))
-	if err != nil && !errors.Is(err, zk.ErrNodeExists) {
+	if errors.Is(err, zk.ErrBadVersion) || errors.Is(err, zk.ErrNodeExists) {
+		return fmt.Errorf("%w: item %d is past attempt %d", ErrStale, index, attempt)
+	}
+	if err != nil {
 		return fmt.Errorf("job: recording item %d as lost: %w", index, err)
 	}
 	return nil
+}
+
+// Attempt is the attempt item index is on: one more than the times it was
+// handed out again.
+func (j *Job) Attempt(index int) (int, error) {
+	_, st, err := j.conn.Exists(j.L.Item(index))
+	if err != nil {
+		return 0, fmt.Errorf("job: reading item %d: %w", index, err)
+	}
+	if st == nil {
+		return 0, fmt.Errorf("job: item %d: %w", index, zk.ErrNoNode)
+	}
+	return int(st.Version) + 1, nil
 }
 
 // Outcome is one item's recorded result.

@@ -114,14 +114,16 @@ func (e *Ensemble) start(ctx context.Context) error {
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	for {
+		probeCtx, cancel := context.WithTimeout(ctx, probeTimeout)
+		_, err := e.Leader(probeCtx)
+		cancel()
+		// Checked after Leader, which ignores members that are not
+		// running: a member that died meanwhile must fail the start.
 		for i, p := range procs {
 			if p.exited() {
 				return e.members[i].exitError(p)
 			}
 		}
-		probeCtx, cancel := context.WithTimeout(ctx, probeTimeout)
-		_, err := e.Leader(probeCtx)
-		cancel()
 		if err == nil {
 			return nil
 		}
@@ -250,16 +252,21 @@ func (e *Ensemble) check(i int) error {
 	return nil
 }
 
-// Stop stops every member and removes the ensemble's directory unless it
-// is Config.DataDir. It is idempotent.
+// Stop stops every member as Server.Stop does and removes the ensemble's
+// directory unless it is Config.DataDir. It is idempotent.
 func (e *Ensemble) Stop() error {
 	e.stopOnce.Do(func() {
+		// As Server.Stop: no clean shutdown for data about to be removed.
+		grace := stopGrace
+		if e.ownsDir {
+			grace = 0
+		}
 		// In parallel, so that a slow shutdown costs its grace period once
 		// rather than once per member.
 		errs := make([]error, len(e.members)+1)
 		var wg sync.WaitGroup
 		for i, m := range e.members {
-			wg.Go(func() { errs[i] = m.Stop() })
+			wg.Go(func() { errs[i] = m.stop(grace, false) })
 		}
 		wg.Wait()
 		errs[len(e.members)] = removeDir(e.dir, e.ownsDir)

@@ -26,13 +26,14 @@ type proc struct {
 // launch starts cmd and reaps it in the background. afterWait runs once the
 // process has exited and its output has been copied.
 //
-// The child is forked from a goroutine locked to its OS thread, and that
-// goroutine stays there until the child exits. Pdeathsig fires when the
-// forking thread exits, and the Go runtime exits a thread whenever a
-// goroutine that locked it returns without unlocking (some libraries do
-// this on purpose): forked from an ordinary goroutine, the JVM could be
-// killed at any moment by an unrelated goroutine ending on that thread
-// (https://go.dev/issue/27505). The cost is one parked thread per JVM.
+// Pdeathsig fires when the forking *thread* exits, not the process, and the
+// Go runtime exits a thread whenever a goroutine returns while locked to it
+// (some libraries lock threads on purpose; so may our caller). Forked from
+// an arbitrary thread, the JVM could thus be killed at any moment by
+// unrelated code (https://go.dev/issue/27505). So the child is forked from
+// a goroutine locked to its thread, which then waits for the child there:
+// the thread runs nothing else and lives exactly as long as the child. The
+// cost is one parked thread per JVM.
 func launch(cmd *exec.Cmd, logStart int64, afterWait func()) (*proc, error) {
 	p := &proc{cmd: cmd, logStart: logStart, done: make(chan struct{})}
 	started := make(chan error, 1)

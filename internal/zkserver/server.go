@@ -52,7 +52,8 @@ const (
 )
 
 // Server is one ZooKeeper JVM: a standalone server or an ensemble member.
-// Its methods are safe for concurrent use.
+// Its methods are safe for concurrent use; Stop, Kill and Restart wait for
+// one another.
 type Server struct {
 	cfg     Config
 	dir     string
@@ -140,10 +141,20 @@ func (s *Server) Mode(ctx context.Context) (string, error) {
 	return queryMode(ctx, s.addr)
 }
 
-// Stop shuts the server down (SIGTERM, then SIGKILL after a grace period),
-// and removes its directory unless it is Config.DataDir. Stop is
-// idempotent; after it, the server cannot be restarted.
+// Stop shuts the server down and removes its directory unless it is
+// Config.DataDir. A server whose data is kept gets SIGTERM, then SIGKILL
+// after a grace period; one whose data is about to be removed gets SIGKILL
+// at once, since a clean shutdown would cost a third of a second and buy
+// nothing. Stop is idempotent; after it, the server cannot be restarted.
 func (s *Server) Stop() error {
+	grace := stopGrace
+	if s.ownsDir {
+		grace = 0
+	}
+	return s.stop(grace, s.ownsDir)
+}
+
+func (s *Server) stop(grace time.Duration, removeData bool) error {
 	s.opMu.Lock()
 	defer s.opMu.Unlock()
 	s.mu.Lock()
@@ -156,10 +167,10 @@ func (s *Server) Stop() error {
 	s.mu.Unlock()
 
 	if p != nil {
-		p.stop(stopGrace)
+		p.stop(grace)
 	}
 	releasePorts(s.ports)
-	return removeDir(s.dir, s.ownsDir)
+	return removeDir(s.dir, removeData)
 }
 
 // Kill sends SIGKILL to the JVM and waits for it to die, as a crash would,
@@ -180,8 +191,8 @@ func (s *Server) Kill() error {
 // Restart starts the server again on the same ports with the same data and
 // returns once it serves; a running server is shut down first as by Stop.
 // An ensemble member serves once it has joined a quorum. If ctx has no
-// deadline, Restart gives up after StartTimeout, leaving the server not
-// running.
+// deadline, Restart gives up after StartTimeout. A failed Restart leaves
+// the server not running, to be restarted again or stopped.
 func (s *Server) Restart(ctx context.Context) error {
 	s.opMu.Lock()
 	defer s.opMu.Unlock()
@@ -250,8 +261,8 @@ func (s *Server) launch() (*proc, error) {
 		// One writer value for both, so os/exec copies through a single
 		// goroutine and Write needs no lock.
 		cmd.Stdout, cmd.Stderr = w, w
-		// os/exec's WaitDelay would stop copying if a stray child of the
-		// JVM kept the pipe open after the JVM exited.
+		// Stop copying soon after the JVM exits even if a stray child
+		// still holds the pipe, so that Wait cannot hang.
 		cmd.WaitDelay = time.Second
 		afterWait = func() { w.flush(); f.Close() }
 	}
@@ -289,6 +300,8 @@ func (s *Server) command() *exec.Cmd {
 		"org.apache.zookeeper.server.quorum.QuorumPeerMain",
 		filepath.Join(s.dir, cfgName),
 	)
+	// A JVM crash report (hs_err_pid*.log) then lands next to the log
+	// rather than in the caller's working directory.
 	cmd.Dir = s.dir
 	cmd.SysProcAttr = sysProcAttr()
 	return cmd
