@@ -297,3 +297,17 @@ func exists(t *testing.T, conn *zk.Conn, p string) bool {
 	}
 	return ok
 }
+
+// cleanJob removes a job a test kept with --keep.
+func cleanJob(t *testing.T, conn *zk.Conn, root string) {
+	t.Helper()
+	var rm func(p string)
+	rm = func(p string) {
+		kids, _, _ := conn.Children(p)
+		for _, k := range kids {
+			rm(p + "/" + k)
+		}
+		_ = conn.Delete(p, -1)
+	}
+	rm(root)
+}

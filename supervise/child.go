@@ -486,7 +486,11 @@ func (c *Child) beginStop(sig syscall.Signal, always bool) {
 	first := !c.stopping
 	c.stopping = true
 	if first || always {
-		_ = c.killLocked(sig)
+		// SIGCONT after, as systemd does: a stopped process (SIGTSTP,
+		// a debugger) acts on nothing until it runs again.
+		if c.killLocked(sig) == nil {
+			_ = c.killLocked(syscall.SIGCONT)
+		}
 	}
 	c.mu.Unlock()
 	if first {

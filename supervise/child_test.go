@@ -500,3 +500,39 @@ func TestDefaultSignals(t *testing.T) {
 		}
 	}
 }
+
+// errWriter fails every write, as a stdout whose reader went away does.
+type errWriter struct{}
+
+func (errWriter) Write([]byte) (int, error) { return 0, syscall.EPIPE }
+
+// When our stdout breaks, the child gets the broken pipe it would have
+// got writing there itself.
+func TestBrokenOutput(t *testing.T) {
+	var counter Counter
+	c := startSh(t, "exec yes", Config{Stdout: errWriter{}, Output: &counter})
+	if e := waitDone(t, c); e.Signal != syscall.SIGPIPE || e.OutputCut {
+		t.Fatalf("exit = %#v, want SIGPIPE", e)
+	}
+	if counter.Load() == 0 {
+		t.Fatal("nothing counted")
+	}
+}
+
+// A stopped child still gets its TERM: Stop sends SIGCONT after it.
+func TestStopStoppedChild(t *testing.T) {
+	c := startSh(t, "exec sleep 1000", Config{KillTimeout: guard})
+	waitAsleep(t, c.Pid(), "sleep")
+	if err := c.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "child stopped", func() bool { s, _ := procStateOf(c.Pid()); return s == "T" })
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	if err := c.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e := c.Exit(); e.Signal != syscall.SIGTERM || e.Killed {
+		t.Fatalf("exit = %#v, want SIGTERM within the grace period", e)
+	}
+}

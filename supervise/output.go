@@ -46,13 +46,13 @@ type copier struct {
 // Draining and discarding instead would keep a producer running for
 // nothing.
 func (c *copier) run() {
+	defer c.r.Close()
 	buf := make([]byte, 32*1024)
 	for {
 		n, rerr := c.r.Read(buf)
 		if n > 0 {
 			c.count.add(n)
 			if _, werr := c.w.Write(buf[:n]); werr != nil {
-				c.r.Close()
 				return
 			}
 		}

@@ -32,9 +32,11 @@ func (psutil) stat(pid int) (procStat, error) {
 	if err != nil {
 		return procStat{}, err
 	}
+	// Some systems refuse getpgid across sessions; such a process can
+	// still be a descendant, found by its parent.
 	pgid, err := syscall.Getpgid(pid)
 	if err != nil {
-		return procStat{}, err
+		pgid = -1
 	}
 	times, err := p.Times()
 	if err != nil {

@@ -63,6 +63,9 @@ type Config struct {
 	NoQueue bool
 	// Loop takes items until the queue is empty.
 	Loop bool
+	// UntilDone, with Loop, waits when the queue is empty until every item
+	// has a result, taking the items of vanished workers as they come back.
+	UntilDone bool
 	ID   string
 	// KickInterval is the most often the timer is kicked; zero means a
 	// quarter of the job's timer.
@@ -191,6 +194,16 @@ func (w *Worker) drain(ctx context.Context) (int, error) {
 			return status, nil
 		}
 		c, err := w.j.Take(w.spec, lease)
+		if errors.Is(err, job.ErrEmpty) && w.cfg.Loop && w.cfg.UntilDone {
+			more, werr := w.awaitRetries(ctx)
+			if werr != nil {
+				w.log.Error("stopping: no more items taken", "err", werr)
+				return status, nil
+			}
+			if more {
+				continue
+			}
+		}
 		if errors.Is(err, job.ErrEmpty) {
 			if ran == 0 {
 				w.log.Info("the queue is empty; nothing to do", "root", w.j.L.Root)
@@ -212,6 +225,58 @@ func (w *Worker) drain(ctx context.Context) (int, error) {
 		ran++
 		if !w.cfg.Loop {
 			return status, nil
+		}
+	}
+}
+
+// awaitRetries waits, with the queue empty, until an item comes back for
+// another attempt (true) or every item has a result (false). Waiting is a
+// sign of health, not a hang, so the timer is kept kicked meanwhile.
+func (w *Worker) awaitRetries(ctx context.Context) (bool, error) {
+	tick := time.NewTicker(max(w.spec.Timer()/8, 10*time.Millisecond))
+	defer tick.Stop()
+	w.timer.SetItem(-1, 0, "")
+	logged := false
+	for {
+		retry, _, retryW, err := w.j.Conn().ChildrenW(w.j.L.Retry())
+		if err != nil {
+			return false, err
+		}
+		if len(retry) > 0 {
+			return true, nil
+		}
+		ok, done, doneW, err := w.j.Conn().ExistsW(w.j.L.Done())
+		if err != nil {
+			return false, err
+		}
+		if !ok {
+			return false, fmt.Errorf("%w at %s (it was removed)", job.ErrNoJob, w.j.L.Root)
+		}
+		if int(done.Version) >= w.spec.Items {
+			return false, nil
+		}
+		if !logged {
+			w.log.Info("the queue is empty; waiting for the other workers' items to finish or come back", "left", w.spec.Items-int(done.Version))
+			logged = true
+		}
+		for waiting := true; waiting; {
+			select {
+			case <-retryW:
+				waiting = false
+			case <-doneW:
+				waiting = false
+			case <-tick.C:
+				w.timer.Progress()
+				if sig := w.stopping.Load(); sig != 0 {
+					return false, fmt.Errorf("signal %v", syscall.Signal(sig))
+				}
+			case <-ctx.Done():
+				return false, ctx.Err()
+			case <-w.abort:
+				return false, fmt.Errorf("%w: %s", ErrAborted, w.aborted())
+			case <-w.timer.Done():
+				return false, w.timer.Err()
+			}
 		}
 	}
 }

@@ -15,6 +15,7 @@ const (
 	flagStdin          = "stdin"
 	flagNoQueue        = "no-queue"
 	flagLoop           = "loop"
+	flagUntilDone      = "until-done"
 	flagID             = "id"
 	flagKickInterval   = "kick-interval"
 	flagProgress       = "progress"
@@ -45,6 +46,8 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: flagStdin, Usage: "Also write the item, and a newline, to the command's standard input."},
 			&cli.BoolFlag{Name: flagNoQueue, Usage: "Take no item: run the command once under a timer (a watchdog only)."},
 			&cli.BoolFlag{Name: flagLoop, Usage: "Take items one after another until the queue is empty, under one timer."},
+			&cli.BoolFlag{Name: flagUntilDone,
+				Usage: "With --loop, when the queue is empty wait until every item has a result, taking items that come back from vanished workers."},
 			&cli.StringFlag{Name: flagID, EnvVars: envs(envWorkerID),
 				Usage: "Name of this worker in reports; default from the scheduler's job and array task ids, else host:pid."},
 			durationFlag(flagKickInterval, envKickInterval, 0,
@@ -83,6 +86,9 @@ func runAction(c *cli.Context) error {
 	if c.Bool(flagNoQueue) && (c.Bool(flagLoop) || c.Bool(flagStdin)) {
 		return exitWith(worker.ExitFailed, fmt.Errorf("--%s takes no item, so --%s and --%s make no sense with it", flagNoQueue, flagLoop, flagStdin))
 	}
+	if c.Bool(flagUntilDone) && !c.Bool(flagLoop) {
+		return exitWith(worker.ExitFailed, fmt.Errorf("--%s goes with --%s", flagUntilDone, flagLoop))
+	}
 	sample := durationOf(c, flagSampleInterval)
 	if sample < 10*time.Millisecond {
 		return exitWith(worker.ExitFailed, fmt.Errorf("--%s %v is too short; give at least 10ms", flagSampleInterval, sample))
@@ -97,6 +103,7 @@ func runAction(c *cli.Context) error {
 		ItemOnStdin:    c.Bool(flagStdin),
 		NoQueue:        c.Bool(flagNoQueue),
 		Loop:           c.Bool(flagLoop),
+		UntilDone:      c.Bool(flagUntilDone),
 		ID:             c.String(flagID),
 		KickInterval:   durationOf(c, flagKickInterval),
 		Progress:       progress,
