@@ -128,7 +128,7 @@ func start(t *testing.T, o opts, args ...string) *proc {
 	}
 	p := &proc{t: t, done: make(chan struct{})}
 	p.cmd = exec.Command(zkdogBin, args...)
-	p.cmd.Env = append(cleanEnv(), "ZKDOG_ZK="+o.zk)
+	p.cmd.Env = append(cleanEnv(), "ZKDOG_ZK="+o.zk, raceOptions)
 	p.cmd.Env = append(p.cmd.Env, o.env...)
 	p.cmd.Dir = o.dir
 	p.cmd.Stdout = &p.stdout
@@ -159,11 +159,43 @@ func start(t *testing.T, o opts, args ...string) *proc {
 			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 			<-p.done
 		}
+		checkRaces(t, p.stderr.String())
 		if t.Failed() {
 			t.Logf("zkdog %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), p.stdout.String(), p.stderr.String())
 		}
 	})
 	return p
+}
+
+// The binary is built with the race detector, told not to change the exit
+// code (tests assert exit codes); checkRaces reads its reports instead.
+const raceOptions = "GORACE=exitcode=0 halt_on_error=0"
+
+// knownRace is a data race inside go-zookeeper v1.0.4 itself: on a
+// reconnect with watches set, sendSetWatches reads Conn.lastZxid while
+// recvLoop writes it (upstream go-zookeeper/zk pull request 35, open). It
+// is reported in the test log and does not fail a test; any other race
+// does.
+func knownRace(report string) bool {
+	return strings.Contains(report, "go-zookeeper/zk.(*Conn).sendSetWatches") &&
+		strings.Contains(report, "go-zookeeper/zk.(*Conn).recvLoop")
+}
+
+func checkRaces(t *testing.T, stderr string) {
+	const mark = "WARNING: DATA RACE"
+	for _, part := range strings.Split(stderr, mark)[1:] {
+		report, _, _ := strings.Cut(part, "==================")
+		if knownRace(report) {
+			t.Logf("known go-zookeeper race (upstream, not zkdog's):%s", firstLines(report, 3))
+			continue
+		}
+		t.Errorf("zkdog reported a data race:\n%s%s", mark, report)
+	}
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.SplitN(s, "\n", n+1)
+	return strings.Join(lines[:min(n, len(lines))], "\n")
 }
 
 // cleanEnv is the test's environment without zkdog's or a scheduler's

@@ -536,3 +536,37 @@ func TestStopStoppedChild(t *testing.T) {
 		t.Fatalf("exit = %#v, want SIGTERM within the grace period", e)
 	}
 }
+
+func TestNoFDLeak(t *testing.T) {
+	count := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	garbage := filepath.Join(t.TempDir(), "garbage")
+	if err := os.WriteFile(garbage, []byte("not a program\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func() {
+		var counter Counter
+		c := startSh(t, "echo out; echo err >&2", Config{Stdout: newOutput(), Stderr: newOutput(), Output: &counter})
+		waitDone(t, c)
+		if _, err := Start(Config{Path: "/nonexistent/zkdog", Output: &counter}); err == nil {
+			t.Fatal("started a nonexistent command")
+		}
+		// Fails in execve, after the pipes were made.
+		if _, err := Start(Config{Path: garbage, Output: &counter, sigs: make(chan os.Signal)}); err == nil {
+			t.Fatal("started garbage")
+		}
+	}
+	run() // warm up whatever the runtime opens once
+	before := count()
+	for range 5 {
+		run()
+	}
+	if after := count(); after > before {
+		t.Fatalf("%d descriptors open before, %d after", before, after)
+	}
+}

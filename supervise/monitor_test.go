@@ -175,13 +175,21 @@ func TestMonitorOrphanInGroupCPU(t *testing.T) {
 }
 
 func TestMonitorIO(t *testing.T) {
-	forEachSource(t, func(t *testing.T, src func() procSource) {
-		f := filepath.Join(t.TempDir(), "data")
-		c := startSh(t, `while :; do dd if=/dev/zero of="$F" bs=64k count=4 2>/dev/null; cat "$F" >/dev/null; done`,
-			Config{Env: []string{"F=" + f, "PATH=" + os.Getenv("PATH")}})
-		r := startMonitor(t, newTestMonitor(c.Pid(), MonitorConfig{Kinds: ActivityIO}, src()), nil)
-		r.waitActivity(t, ActivityIO)
-	})
+	for name, script := range map[string]string{
+		// One long-lived process whose counters grow.
+		"dd": `exec dd if=/dev/zero of=/dev/null bs=1k`,
+		// Short-lived processes, seen being born and reaped.
+		"loop": `while :; do dd if=/dev/zero of="$F" bs=64k count=4 2>/dev/null; cat "$F" >/dev/null; done`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			forEachSource(t, func(t *testing.T, src func() procSource) {
+				f := filepath.Join(t.TempDir(), "data")
+				c := startSh(t, script, Config{Env: []string{"F=" + f, "PATH=" + os.Getenv("PATH")}})
+				r := startMonitor(t, newTestMonitor(c.Pid(), MonitorConfig{Kinds: ActivityIO}, src()), nil)
+				r.waitActivity(t, ActivityIO)
+			})
+		})
+	}
 }
 
 func TestMonitorOutput(t *testing.T) {
