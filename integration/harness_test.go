@@ -251,7 +251,7 @@ func expectExit(t *testing.T, p *proc, want int) {
 // connect opens a session to look at what zkdog wrote.
 func connect(t *testing.T, addr string) *zk.Conn {
 	t.Helper()
-	conn, ev, err := zk.Connect([]string{addr}, 10*time.Second, zk.WithLogInfo(false))
+	conn, ev, err := zk.Connect(strings.Split(addr, ","), 10*time.Second, zk.WithLogInfo(false))
 	if err != nil {
 		t.Fatal(err)
 	}

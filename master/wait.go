@@ -60,7 +60,8 @@ type Status struct {
 // process exit code. The error is non-nil only when the master could not
 // follow the job (ZooKeeper, or ctx cancelled).
 func Wait(ctx context.Context, j *job.Job, cfg WaitConfig) (Report, error) {
-	w := &waiter{j: j, cfg: cfg, start: time.Now(), leases: map[string]bool{}}
+	w := &waiter{j: j, cfg: cfg, start: time.Now(), leases: map[string]bool{},
+		vanished: map[int]protocol.Turn{}, charges: map[int]int{}}
 	if w.cfg.Log == nil {
 		w.cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -100,6 +101,12 @@ type waiter struct {
 	// suspects are items the last sweep found unaccounted for, with the
 	// attempt they were on.
 	suspects map[int]int
+	// vanished holds leases seen to disappear, until resolve has checked
+	// them for a result.
+	vanished map[int]protocol.Turn
+	// charges remembers the retries charged to the items this master
+	// handed out again; few items are.
+	charges map[int]int
 }
 
 func (w *waiter) waitBarrier(ctx context.Context) error {
@@ -190,6 +197,9 @@ func (w *waiter) follow(ctx context.Context) (Report, error) {
 			if r != nil {
 				return *r, nil
 			}
+			if err := w.resolve(); err != nil {
+				w.cfg.Log.Warn("checking vanished workers' items; will retry", "err", err)
+			}
 			if err := w.sweep(); err != nil {
 				w.cfg.Log.Warn("looking for unaccounted items; will retry", "err", err)
 			}
@@ -249,8 +259,9 @@ func (w *waiter) armTimers() (<-chan zk.Event, error) {
 
 // armLeases notices leases that vanish. The result transaction deletes a
 // lease and creates the result at once, so a lease gone without a result
-// means its worker's session ended mid-item: the item goes back on the
-// queue while attempts remain, and is recorded lost after that.
+// means its worker's session ended mid-item. Checking for the result costs
+// a bucket listing, so vanished leases are collected here and checked in
+// batches, a listing per bucket, at the next poll (resolve).
 func (w *waiter) armLeases() (<-chan zk.Event, error) {
 	names, _, ch, err := w.j.Conn().ChildrenW(w.j.L.Leases())
 	if err != nil {
@@ -264,41 +275,69 @@ func (w *waiter) armLeases() (<-chan zk.Event, error) {
 		if now[n] {
 			continue
 		}
-		if err := w.vanished(n); err != nil {
-			// Keep it, to look again on the next change.
-			now[n] = true
-			w.cfg.Log.Warn("checking a finished lease; will retry", "lease", n, "err", err)
+		if t, err := protocol.ParseTurn(n); err == nil {
+			w.vanished[t.Index] = t
 		}
 	}
 	w.leases = now
 	return ch, nil
 }
 
-func (w *waiter) vanished(name string) error {
-	index, attempt, err := protocol.ParseLeaseName(name)
-	if err != nil {
+// resolve checks the vanished leases for results and hands out again the
+// items that have none.
+func (w *waiter) resolve() error {
+	if len(w.vanished) == 0 {
 		return nil
 	}
-	return w.handOut(index, attempt, "its worker vanished without a result")
+	buckets := map[int][]protocol.Turn{}
+	for _, t := range w.vanished {
+		b := protocol.Bucket(t.Index)
+		buckets[b] = append(buckets[b], t)
+	}
+	for b, turns := range buckets {
+		names, _, err := w.j.Conn().Children(w.j.L.ResultBucket(b))
+		if err != nil {
+			return err
+		}
+		done := make(map[int]bool, len(names))
+		for _, n := range names {
+			if i, _, err := protocol.ParseResultName(n); err == nil {
+				done[i] = true
+			}
+		}
+		for _, t := range turns {
+			if !done[t.Index] {
+				if err := w.handOut(t, t.Charged+1, "its worker vanished without a result"); err != nil {
+					return err
+				}
+			}
+			delete(w.vanished, t.Index)
+		}
+	}
+	return nil
 }
 
-// handOut deals with an item whose attempt ended without a result: it is
-// handed out again while attempts remain, and recorded lost after that.
-func (w *waiter) handOut(index, attempt int, why string) error {
-	has, err := w.j.HasResult(index)
-	if err != nil || has {
-		return err
-	}
-	if attempt <= w.spec.Retries {
-		err = w.j.Requeue(index, attempt)
+// handOut deals with an item whose turn ended without a result: it is
+// handed out again while the charged attempts stay within the job's
+// retries, and recorded lost after that.
+//
+// Callers have found no result for the item. One landing since is refused
+// by the item's version: recording a result bumps it, and so does this.
+func (w *waiter) handOut(t protocol.Turn, charged int, why string) error {
+	var err error
+	if charged <= w.spec.Retries {
+		err = w.j.Requeue(t, charged)
 		if err == nil {
-			w.retried++
-			w.cfg.Log.Warn(why+"; item handed out again", "item", index, "attempt", attempt, "next", attempt+1)
+			w.charges[t.Index] = charged
+			if charged > t.Charged {
+				w.retried++
+			}
+			w.cfg.Log.Warn(why+"; item handed out again", "item", t.Index, "attempt", t.Attempt+1, "retries_used", charged)
 		}
 	} else {
-		err = w.j.RecordLost(index, attempt, fmt.Sprintf("%s on attempt %d of %d", why, attempt, w.spec.Retries+1))
+		err = w.j.RecordLost(t.Index, t.Attempt, fmt.Sprintf("%s, after %d of %d retries", why, charged-1, w.spec.Retries))
 		if err == nil {
-			w.cfg.Log.Error(why+"; item lost", "item", index, "attempts", attempt)
+			w.cfg.Log.Error(why+"; item lost", "item", t.Index, "attempts", t.Attempt)
 		}
 	}
 	if errors.Is(err, job.ErrStale) {
@@ -308,12 +347,15 @@ func (w *waiter) handOut(index, attempt int, why string) error {
 }
 
 // sweep finds items that were handed out but have neither a lease nor a
-// result nor a retry entry: their worker died between taking the ticket
-// and creating the lease, or their lease vanished while no master was
-// watching. Such an item is dealt with only when a second sweep finds it
-// in the same state, which leaves a worker whose lease creation is in
-// flight the time to finish; if it is slower still, the version check on
-// its lease refuses it.
+// result nor a retry entry. Either a worker's ticket reply was lost (a
+// connection dropped mid-request, as in a leader election) and nobody ever
+// leased the item, or a lease vanished while no master was watching. An
+// item is dealt with only when a second sweep finds it in the same state,
+// which leaves a worker whose lease creation is in flight the time to
+// finish; if it is slower still, the version check on its lease refuses
+// it. An item this master never saw leased in its current turn is handed
+// out again without a charge against the retries: as far as anyone can
+// tell, it never ran.
 func (w *waiter) sweep() error {
 	c, err := w.j.Counts(w.spec)
 	if err != nil {
@@ -337,8 +379,8 @@ func (w *waiter) sweep() error {
 			return err
 		}
 		for _, n := range names {
-			if i, _, err := protocol.ParseLeaseName(n); err == nil {
-				accounted[i] = true
+			if t, err := protocol.ParseTurn(n); err == nil {
+				accounted[t.Index] = true
 			}
 		}
 	}
@@ -355,7 +397,23 @@ func (w *waiter) sweep() error {
 			next[i] = attempt
 			continue
 		}
-		if err := w.handOut(i, attempt, "its worker vanished before leasing it, or while no master watched"); err != nil {
+		t := protocol.Turn{Index: i, Attempt: attempt}
+		charged := 0
+		if attempt > 1 {
+			// A later attempt is always leased from a retry entry, so it
+			// ran; its charge is known if this master requeued it, and
+			// assumed the highest possible otherwise.
+			c, ok := w.charges[i]
+			if !ok {
+				c = attempt - 1
+			}
+			t.Charged, charged = c, c+1
+		}
+		why := "its worker vanished while no master watched"
+		if charged == t.Charged {
+			why = "its ticket was taken but it was never leased (a reply lost to a connection drop?)"
+		}
+		if err := w.handOut(t, charged, why); err != nil {
 			return err
 		}
 	}

@@ -18,6 +18,10 @@ import (
 // answers with errors; past it the master accounts the item as vanished.
 const recordPatience = time.Minute
 
+// retryPause spaces out retries of a failed ZooKeeper request; the client
+// reconnects meanwhile.
+const retryPause = 200 * time.Millisecond
+
 // runOne runs the command on one claim (nil with NoQueue) and records the
 // result; it returns the status zkdog run should exit with.
 func (w *Worker) runOne(ctx context.Context, c *job.Claim) int {
@@ -144,7 +148,7 @@ func (w *Worker) record(c *job.Claim, r protocol.Result) {
 		w.log.Warn("recording the result failed; retrying", "item", c.Index, "err", err)
 		select {
 		case <-w.sess.Lost():
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(retryPause):
 		}
 	}
 }

@@ -66,7 +66,7 @@ type Config struct {
 	// UntilDone, with Loop, waits when the queue is empty until every item
 	// has a result, taking the items of vanished workers as they come back.
 	UntilDone bool
-	ID   string
+	ID        string
 	// KickInterval is the most often the timer is kicked; zero means a
 	// quarter of the job's timer.
 	KickInterval time.Duration
@@ -193,7 +193,7 @@ func (w *Worker) drain(ctx context.Context) (int, error) {
 			w.log.Error("stopping: no more items taken", "err", err)
 			return status, nil
 		}
-		c, err := w.j.Take(w.spec, lease)
+		c, err := w.take(lease)
 		if errors.Is(err, job.ErrEmpty) && w.cfg.Loop && w.cfg.UntilDone {
 			more, werr := w.awaitRetries(ctx)
 			if werr != nil {
@@ -225,6 +225,23 @@ func (w *Worker) drain(ctx context.Context) (int, error) {
 		ran++
 		if !w.cfg.Loop {
 			return status, nil
+		}
+	}
+}
+
+// take takes an item, riding out a ZooKeeper outage (a leader election
+// takes under a second) for as long as the session holds.
+func (w *Worker) take(lease protocol.Lease) (job.Claim, error) {
+	deadline := time.Now().Add(recordPatience)
+	for {
+		c, err := w.j.Take(w.spec, lease)
+		if err == nil || !job.Transient(err) || w.sess.Err() != nil || time.Now().After(deadline) {
+			return c, err
+		}
+		w.log.Warn("taking an item failed; retrying", "err", err)
+		select {
+		case <-w.sess.Lost():
+		case <-time.After(retryPause):
 		}
 	}
 }

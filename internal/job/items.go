@@ -11,9 +11,8 @@ import (
 
 // Claim is an item a worker holds a lease on.
 type Claim struct {
-	Index   int
-	Attempt int
-	Data    []byte
+	protocol.Turn
+	Data []byte
 }
 
 // Take leases the next item for the worker described by lease. It costs
@@ -60,17 +59,27 @@ func (j *Job) leaseFresh(index int, lease protocol.Lease) (Claim, error) {
 	if st.Version != 0 {
 		return Claim{}, errRequeued
 	}
+	turn := protocol.Turn{Index: index, Attempt: 1}
 	err = multiErr(j.conn.Multi(
 		&zk.CheckVersionRequest{Path: j.L.Item(index), Version: 0},
-		&zk.CreateRequest{Path: j.L.Lease(index, 1), Data: protocol.Encode(lease), Acl: openACL, Flags: zk.FlagEphemeral},
+		&zk.CreateRequest{Path: j.L.Lease(turn), Data: protocol.Encode(lease), Acl: openACL, Flags: zk.FlagEphemeral},
 	))
 	if errors.Is(err, zk.ErrBadVersion) {
 		return Claim{}, errRequeued
 	}
+	if errors.Is(err, zk.ErrNodeExists) && j.ownLease(turn) {
+		err = nil // a repeat after a lost reply
+	}
 	if err != nil {
 		return Claim{}, fmt.Errorf("job: leasing item %d: %w", index, err)
 	}
-	return Claim{Index: index, Attempt: 1, Data: data}, nil
+	return Claim{Turn: turn, Data: data}, nil
+}
+
+// ownLease reports whether the lease exists and belongs to this session.
+func (j *Job) ownLease(t protocol.Turn) bool {
+	_, st, err := j.conn.Exists(j.L.Lease(t))
+	return err == nil && st != nil && st.EphemeralOwner == j.conn.SessionID()
 }
 
 // takeRetry takes an item from the retry list. The list holds only items
@@ -83,26 +92,26 @@ func (j *Job) takeRetry(lease protocol.Lease) (Claim, error) {
 		return Claim{}, fmt.Errorf("job: listing %s: %w", j.L.Retry(), err)
 	}
 	for _, name := range names {
-		index, attempt, err := protocol.ParseLeaseName(name)
+		t, err := protocol.ParseTurn(name)
 		if err != nil {
 			continue
 		}
 		err = multiErr(j.conn.Multi(
-			&zk.DeleteRequest{Path: j.L.RetryEntry(index, attempt), Version: -1},
-			&zk.CheckVersionRequest{Path: j.L.Item(index), Version: int32(attempt - 1)},
-			&zk.CreateRequest{Path: j.L.Lease(index, attempt), Data: protocol.Encode(lease), Acl: openACL, Flags: zk.FlagEphemeral},
+			&zk.DeleteRequest{Path: j.L.RetryEntry(t), Version: -1},
+			&zk.CheckVersionRequest{Path: j.L.Item(t.Index), Version: int32(t.Attempt - 1)},
+			&zk.CreateRequest{Path: j.L.Lease(t), Data: protocol.Encode(lease), Acl: openACL, Flags: zk.FlagEphemeral},
 		))
 		if errors.Is(err, zk.ErrNoNode) || errors.Is(err, zk.ErrNodeExists) || errors.Is(err, zk.ErrBadVersion) {
 			continue // another worker won it, or it is stale
 		}
 		if err != nil {
-			return Claim{}, fmt.Errorf("job: taking item %d for another attempt: %w", index, err)
+			return Claim{}, fmt.Errorf("job: taking item %d for another attempt: %w", t.Index, err)
 		}
-		data, _, err := j.conn.Get(j.L.Item(index))
+		data, _, err := j.conn.Get(j.L.Item(t.Index))
 		if err != nil {
-			return Claim{}, fmt.Errorf("job: reading item %d: %w", index, err)
+			return Claim{}, fmt.Errorf("job: reading item %d: %w", t.Index, err)
 		}
-		return Claim{Index: index, Attempt: attempt, Data: data}, nil
+		return Claim{Turn: t, Data: data}, nil
 	}
 	return Claim{}, ErrEmpty
 }
@@ -116,8 +125,12 @@ func (j *Job) Record(c Claim, r protocol.Result) error {
 	r.V = protocol.Version
 	r.Attempt = c.Attempt
 	ops := []any{
-		&zk.CheckVersionRequest{Path: j.L.Item(c.Index), Version: int32(c.Attempt - 1)},
-		&zk.DeleteRequest{Path: j.L.Lease(c.Index, c.Attempt), Version: 0},
+		// Bumping the item's version, rather than only checking it, makes
+		// any later requeue of this turn fail: a master that decided the
+		// item was orphaned just before this result landed cannot hand it
+		// out a second time.
+		&zk.SetDataRequest{Path: j.L.Item(c.Index), Data: c.Data, Version: int32(c.Attempt - 1)},
+		&zk.DeleteRequest{Path: j.L.Lease(c.Turn), Version: 0},
 		&zk.CreateRequest{Path: j.L.Result(c.Index, r.Outcome), Data: protocol.Encode(r), Acl: openACL},
 		&zk.SetDataRequest{Path: j.L.Done(), Version: -1},
 	}
@@ -141,8 +154,8 @@ func (j *Job) Record(c Claim, r protocol.Result) error {
 // attempt number, since no attempt was made.
 func (j *Job) Release(c Claim) error {
 	err := multiErr(j.conn.Multi(
-		&zk.DeleteRequest{Path: j.L.Lease(c.Index, c.Attempt), Version: 0},
-		&zk.CreateRequest{Path: j.L.RetryEntry(c.Index, c.Attempt), Acl: openACL},
+		&zk.DeleteRequest{Path: j.L.Lease(c.Turn), Version: 0},
+		&zk.CreateRequest{Path: j.L.RetryEntry(c.Turn), Acl: openACL},
 	))
 	if errors.Is(err, zk.ErrNoNode) {
 		return fmt.Errorf("%w: item %d", ErrLeaseLost, c.Index)

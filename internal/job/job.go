@@ -150,6 +150,16 @@ func (j *Job) AbortReason() (reason string, ok bool, err error) {
 	return a.Reason, true, nil
 }
 
+// Transient reports whether err may go away by itself: the connection
+// dropped or no server answered, while the session may well live on. The
+// request may or may not have been applied; every operation of this
+// package is safe to repeat after it (a repeated ticket leaves an item
+// unaccounted for, which the master's sweep finds).
+func Transient(err error) bool {
+	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrNoServer) ||
+		errors.Is(err, zk.ErrSessionMoved) || errors.Is(err, zk.ErrClosing)
+}
+
 // parallel runs fns with at most n in flight. The client pipelines
 // concurrent requests on its one connection, so this turns k round trips
 // into about one; the server answers a session's requests in order.

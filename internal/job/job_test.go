@@ -196,7 +196,7 @@ func TestLeaseLostWithSession(t *testing.T) {
 	}
 
 	// Requeued, the item comes back as attempt 2 once the cursor is spent.
-	if err := j.Requeue(c.Index, 1); err != nil {
+	if err := j.Requeue(c.Turn, 1); err != nil {
 		t.Fatal(err)
 	}
 	other, err := j.Take(s, protocol.Lease{})
@@ -204,7 +204,7 @@ func TestLeaseLostWithSession(t *testing.T) {
 		t.Fatalf("Take = %+v, %v; want the untouched item first", other, err)
 	}
 	again, err := j.Take(s, protocol.Lease{})
-	if err != nil || again.Index != c.Index || again.Attempt != 2 {
+	if err != nil || again.Index != c.Index || again.Attempt != 2 || again.Charged != 1 {
 		t.Fatalf("Take = %+v, %v; want item %d attempt 2", again, err, c.Index)
 	}
 	if _, err := j.Take(s, protocol.Lease{}); !errors.Is(err, job.ErrEmpty) {

@@ -23,26 +23,27 @@ func (j *Job) HasResult(index int) (bool, error) {
 	return slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, prefix) }), nil
 }
 
-// Requeue hands item index out again after attempt ended without a
-// result: it bumps the item's version (so the old attempt can neither
-// record nor, if its lease was still being created, start) and puts it on
-// the retry list for attempt+1, in one transaction. ErrStale when the
-// item has moved on already (another master requeued it), which callers
-// may ignore.
-func (j *Job) Requeue(index, attempt int) error {
-	data, _, err := j.conn.Get(j.L.Item(index))
+// Requeue hands an item out again after turn t ended without a result:
+// it bumps the item's version (so the old turn can neither record nor, if
+// its lease was still being created, start) and puts the next turn, with
+// charged attempts charged, on the retry list, in one transaction.
+// ErrStale when the item has moved on already (another master requeued
+// it), which callers may ignore.
+func (j *Job) Requeue(t protocol.Turn, charged int) error {
+	data, _, err := j.conn.Get(j.L.Item(t.Index))
 	if err != nil {
-		return fmt.Errorf("job: requeueing item %d: %w", index, err)
+		return fmt.Errorf("job: requeueing item %d: %w", t.Index, err)
 	}
+	next := protocol.Turn{Index: t.Index, Attempt: t.Attempt + 1, Charged: charged}
 	err = multiErr(j.conn.Multi(
-		&zk.SetDataRequest{Path: j.L.Item(index), Data: data, Version: int32(attempt - 1)},
-		&zk.CreateRequest{Path: j.L.RetryEntry(index, attempt+1), Acl: openACL},
+		&zk.SetDataRequest{Path: j.L.Item(t.Index), Data: data, Version: int32(t.Attempt - 1)},
+		&zk.CreateRequest{Path: j.L.RetryEntry(next), Acl: openACL},
 	))
 	if errors.Is(err, zk.ErrBadVersion) || errors.Is(err, zk.ErrNodeExists) {
-		return fmt.Errorf("%w: item %d is past attempt %d", ErrStale, index, attempt)
+		return fmt.Errorf("%w: item %d is past attempt %d", ErrStale, t.Index, t.Attempt)
 	}
 	if err != nil {
-		return fmt.Errorf("job: requeueing item %d: %w", index, err)
+		return fmt.Errorf("job: requeueing item %d: %w", t.Index, err)
 	}
 	return nil
 }

@@ -180,32 +180,50 @@ func ParseResultName(name string) (int, Outcome, error) {
 	return i, out, nil
 }
 
-// LeaseName is the child name of the lease on attempt of item index. The
-// attempt is in the name so that a worker whose session died can never
-// release, by version check, the lease a later attempt holds.
-func LeaseName(index, attempt int) string { return indexName(index) + "-" + strconv.Itoa(attempt) }
-
-// Lease is the path of the lease on attempt of item index.
-func (l Layout) Lease(index, attempt int) string { return l.Leases() + "/" + LeaseName(index, attempt) }
-
-// RetryEntry is the path announcing that item index awaits attempt.
-func (l Layout) RetryEntry(index, attempt int) string {
-	return l.Retry() + "/" + LeaseName(index, attempt)
+// Turn is one handing out of an item: its index, the attempt number (from
+// 1; the item's data version is always Attempt-1 while the turn is
+// current) and how many earlier attempts were charged against the job's
+// retries because their worker vanished. A ticket lost in a dropped reply
+// is handed out again without a charge, so a ZooKeeper failover never
+// makes an item lost.
+type Turn struct {
+	Index   int
+	Attempt int
+	Charged int
 }
 
-// ParseLeaseName splits a lease (or retry entry) name into index and attempt.
-func ParseLeaseName(name string) (index, attempt int, err error) {
-	i, a, ok := strings.Cut(name, "-")
-	if ok {
-		index, err = strconv.Atoi(i)
+// Name is the child name of the turn's lease or retry entry:
+// INDEX-ATTEMPT-CHARGED. The attempt is in the name so that a worker
+// whose session died can never release the lease a later attempt holds;
+// the charge is, so that the master can read it off a listing.
+func (t Turn) Name() string {
+	return indexName(t.Index) + "-" + strconv.Itoa(t.Attempt) + "-" + strconv.Itoa(t.Charged)
+}
+
+// Lease is the path of the ephemeral lease of a turn.
+func (l Layout) Lease(t Turn) string { return l.Leases() + "/" + t.Name() }
+
+// RetryEntry is the path announcing a turn waiting for a worker.
+func (l Layout) RetryEntry(t Turn) string { return l.Retry() + "/" + t.Name() }
+
+// ParseTurn reads a lease or retry entry name.
+func ParseTurn(name string) (Turn, error) {
+	parts := strings.Split(name, "-")
+	var t Turn
+	var err error
+	if len(parts) == 3 {
+		t.Index, err = strconv.Atoi(parts[0])
 		if err == nil {
-			attempt, err = strconv.Atoi(a)
+			t.Attempt, err = strconv.Atoi(parts[1])
+		}
+		if err == nil {
+			t.Charged, err = strconv.Atoi(parts[2])
 		}
 	}
-	if !ok || err != nil || index < 0 || attempt < 1 {
-		return 0, 0, fmt.Errorf("protocol: lease name %q is not INDEX-ATTEMPT", name)
+	if len(parts) != 3 || err != nil || t.Index < 0 || t.Attempt < 1 || t.Charged < 0 || t.Charged >= t.Attempt {
+		return Turn{}, fmt.Errorf("protocol: %q is not INDEX-ATTEMPT-CHARGED", name)
 	}
-	return index, attempt, nil
+	return t, nil
 }
 
 // Outcome is how an attempt at an item ended, as the master accounts it.
