@@ -42,7 +42,7 @@ func startedWorker(t *testing.T, o opts, root string) (*proc, string) {
 	t.Helper()
 	mark := filepath.Join(t.TempDir(), "started")
 	w := start(t, o, "run", "--root", root, "--session-timeout", "1s", "--",
-		"sh", "-c", `echo "$ZKDOG_ITEM_INDEX" > "$1.tmp" && mv "$1.tmp" "$1" && exec sleep 300`, "sh", mark)
+		"sh", "-c", `echo $$ > "$1.pid"; echo "$ZKDOG_ITEM_INDEX" > "$1.tmp" && mv "$1.tmp" "$1" && exec sleep 300`, "sh", mark)
 	waitFor(t, "the worker's command to start", func() bool { _, err := os.Stat(mark); return err == nil })
 	return w, mark
 }
@@ -146,4 +146,40 @@ func killTrial(t *testing.T, addr string, trial int) {
 		}
 	}
 	cleanJob(t, conn, root)
+}
+
+// A worker frozen longer than its session timeout loses its session: the
+// server drops its lease, the item is done by another worker, and when the
+// frozen worker thaws it stops its command instead of recording a second
+// result.
+func TestExpiredSessionStopsTheCommand(t *testing.T) {
+	srv := quickServer(t)
+	o := opts{zk: srv.Addr()}
+	root := rootFor(t)
+	conn := connect(t, srv.Addr())
+	m := start(t, o, "master", "--root", root, "--items", writeFile(t, "items", "precious\n"), "--retries", "1",
+		"--timer", "60s", "--json", "--keep")
+	waitJob(t, conn, root)
+	victim, mark := startedWorker(t, o, root)
+	childPid := readPids(t, mark+".pid", 1)[0]
+	victim.signal(syscall.SIGSTOP)
+	rescuer := start(t, o, "run", "--root", root, "--loop", "--until-done", "--", "true")
+	expectExit(t, rescuer, 0)
+	expectExit(t, m, master.ExitOK)
+	victim.signal(syscall.SIGCONT)
+	expectExit(t, victim, 128+int(syscall.SIGTERM))
+	if !descendantsGone([]int{childPid}) {
+		t.Fatalf("the frozen worker's command (pid %d) outlived it", childPid)
+	}
+	r := readReport(t, m)
+	if r.OK != 1 || r.Retried != 1 {
+		t.Fatalf("report = %+v, want one item done after one retry", r)
+	}
+	names, _, err := conn.Children(root + "/results/00000")
+	if err != nil || len(names) != 1 {
+		t.Fatalf("results %v (%v), want exactly one", names, err)
+	}
+	if s := victim.stderr.String(); !strings.Contains(s, "session") {
+		t.Fatalf("the thawed worker did not say it lost its session:\n%s", s)
+	}
 }
