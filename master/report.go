@@ -63,7 +63,7 @@ func (w *waiter) report(exit int, reason string, expired []job.TimerState) Repor
 		Retried: w.retried, Elapsed: time.Since(w.start),
 	}
 	for _, t := range expired {
-		r.Expired = append(r.Expired, TimerReport{Timer: t.Name, ID: t.ID, Host: t.Host, Pid: t.Pid, Item: t.Item, Label: t.Label, Age: t.Age})
+		r.Expired = append(r.Expired, timerReport(t))
 	}
 	w.account(&r)
 	return r

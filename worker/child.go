@@ -114,6 +114,14 @@ wait:
 		res.Reason = exit.String()
 	}
 	w.log.Info("command finished", "status", exit.Status(), "exit", exit.String(), "duration", time.Since(started).Round(time.Millisecond))
+	if exit.Orphans {
+		// Left alone: a batch scheduler ends them with the task, and a
+		// command may mean them to outlive it.
+		w.log.Warn("the command left processes of its group running", "pgid", child.Pid())
+	}
+	if exit.OutputCut {
+		w.log.Warn("a process the command started kept its output open; the rest of that output was dropped")
+	}
 	if c != nil {
 		w.record(c, res)
 	}

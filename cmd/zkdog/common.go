@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -151,4 +152,19 @@ func interruptible(parent context.Context) (context.Context, func() syscall.Sign
 	}()
 	caught := func() syscall.Signal { return syscall.Signal(got.Load()) }
 	return ctx, caught, func() { signal.Stop(sigs); cancel() }
+}
+
+// jobErrorCode maps an error reading a job to an exit code: a missing or
+// foreign job is the caller's input, anything else is ZooKeeper's.
+func jobErrorCode(err error) int {
+	if errors.Is(err, job.ErrNoJob) || errors.Is(err, protocol.ErrUnknownVersion) || errors.Is(err, protocol.ErrNotAJob) {
+		return exitUsage
+	}
+	return exitZooKeeper
+}
+
+// isTerminal reports whether f is a terminal, for the live progress line.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -139,7 +139,13 @@ func masterAction(c *cli.Context, doCreate, doWait bool) error {
 	if !doWait {
 		return nil
 	}
-	report, err := master.Wait(ctx, j, master.WaitConfig{SyncTimeout: durationOf(c, flagSyncTimeout), Log: t.log})
+	progress := master.NewProgress(os.Stderr, isTerminal(os.Stderr))
+	report, err := master.Wait(ctx, j, master.WaitConfig{
+		SyncTimeout: durationOf(c, flagSyncTimeout),
+		Log:         t.log,
+		OnStatus:    progress.Update,
+	})
+	progress.Done()
 	if err != nil {
 		if ctx.Err() != nil {
 			t.log.Warn("interrupted; the job stays in ZooKeeper and its workers go on; zkdog wait takes over", "root", t.layout.Root)

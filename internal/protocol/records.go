@@ -7,9 +7,14 @@ import (
 	"time"
 )
 
-// ErrUnknownVersion reports a record written by a protocol this build does
-// not speak.
-var ErrUnknownVersion = errors.New("protocol: unknown protocol version")
+// Sentinel errors.
+var (
+	// ErrUnknownVersion reports a record written by a protocol this build
+	// does not speak.
+	ErrUnknownVersion = errors.New("protocol: unknown protocol version")
+	// ErrNotAJob reports a job root whose data is not a zkdog job.
+	ErrNotAJob = errors.New("protocol: not a zkdog job")
+)
 
 // Job states, in the order a job passes through them.
 const (
@@ -120,7 +125,7 @@ func Encode(v any) []byte {
 func DecodeJob(b []byte) (Job, error) {
 	var j Job
 	if err := json.Unmarshal(b, &j); err != nil {
-		return Job{}, fmt.Errorf("protocol: the job node does not hold a zkdog job (%v)", err)
+		return Job{}, fmt.Errorf("%w: its data is not a zkdog job record (%v)", ErrNotAJob, err)
 	}
 	if j.Protocol != Version {
 		return Job{}, fmt.Errorf("%w %d in the job node (this zkdog speaks %d)", ErrUnknownVersion, j.Protocol, Version)

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/zkdog/zkdog/internal/job"
+	"github.com/zkdog/zkdog/worker"
+)
+
+func consumeCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "consume",
+		Usage: "Take one item from the queue, record it done, and print it.",
+		Description: "For scripts that handle an item themselves: zkdog hands the item to nobody else and the\n" +
+			"master counts it done. To have zkdog watch the work, use zkdog run instead. Exit codes: 0 an\n" +
+			"item was printed; 1 the queue is empty; 2 bad flags or no job at --root; 6 ZooKeeper unreachable.",
+		Flags: append(commonFlags(),
+			&cli.BoolFlag{Name: flagJSON, Usage: "Print the item as JSON, with its index and attempt."},
+			&cli.StringFlag{Name: flagID, EnvVars: envs(envWorkerID), Usage: "Name recorded as the item's taker; default host:pid."},
+		),
+		OnUsageError: usageError(exitUsage),
+		Action:       consumeAction,
+	}
+}
+
+func consumeAction(c *cli.Context) error {
+	t, err := parseTarget(c)
+	if err != nil {
+		return exitWith(exitUsage, err)
+	}
+	sess, j, err := t.dial(c.Context)
+	if err != nil {
+		return exitWith(exitZooKeeper, err)
+	}
+	defer sess.Close()
+	id := c.String(flagID)
+	if id == "" {
+		id = hostPid()
+	}
+	claim, err := worker.Consume(j, id)
+	if errors.Is(err, job.ErrEmpty) {
+		return exitWith(1, errors.New("the queue is empty"))
+	}
+	if err != nil {
+		return exitWith(jobErrorCode(err), err)
+	}
+	if c.Bool(flagJSON) {
+		return json.NewEncoder(os.Stdout).Encode(struct {
+			Index   int    `json:"index"`
+			Attempt int    `json:"attempt"`
+			Item    string `json:"item"`
+		}{claim.Index, claim.Attempt, string(claim.Data)})
+	}
+	fmt.Printf("%s\n", claim.Data)
+	return nil
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/zkdog/zkdog/master"
+)
+
+const (
+	flagWatch   = "watch"
+	flagExpired = "expired"
+)
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "Show a job: items queued, running, done and failed; timers alive and expired.",
+		Description: "Ages are measured against ZooKeeper's clock. Exit codes: 0 shown; 2 bad flags or no job at\n" +
+			"--root; 6 ZooKeeper unreachable.",
+		Flags: append(commonFlags(),
+			&cli.BoolFlag{Name: flagJSON, Usage: "Print the status as JSON."},
+			durationFlag(flagWatch, "", 0, "Refresh every this often until interrupted; 0 shows it once."),
+		),
+		OnUsageError: usageError(exitUsage),
+		Action:       statusAction,
+	}
+}
+
+func statusAction(c *cli.Context) error {
+	t, err := parseTarget(c)
+	if err != nil {
+		return exitWith(exitUsage, err)
+	}
+	ctx, _, stop := interruptible(c.Context)
+	defer stop()
+	sess, j, err := t.dial(ctx)
+	if err != nil {
+		return exitWith(exitZooKeeper, err)
+	}
+	defer sess.Close()
+	every := durationOf(c, flagWatch)
+	tty := isTerminal(os.Stdout)
+	for {
+		s, err := master.ReadStatus(j)
+		if err != nil {
+			return exitWith(jobErrorCode(err), err)
+		}
+		if c.Bool(flagJSON) {
+			if err := json.NewEncoder(os.Stdout).Encode(s); err != nil {
+				return exitWith(exitUsage, err)
+			}
+		} else {
+			if every > 0 && tty {
+				fmt.Print("\033[H\033[2J") // a fresh screen per refresh, like watch(1)
+			}
+			s.Print(os.Stdout)
+		}
+		if every <= 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(every):
+		}
+	}
+}
+
+func timersCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "timers",
+		Usage: "List the workers' timers and their ages (alive, expired).",
+		Description: "Exit codes: 0 listed (with --expired: 0 when none is expired, 1 when some are); 2 bad flags or\n" +
+			"no job at --root; 6 ZooKeeper unreachable.",
+		Flags: append(commonFlags(),
+			&cli.BoolFlag{Name: flagExpired, Usage: "List only the timers un-kicked longer than the job's timer; exit 1 if any."},
+			&cli.BoolFlag{Name: flagJSON, Usage: "Print the timers as JSON."},
+		),
+		OnUsageError: usageError(exitUsage),
+		Action:       timersAction,
+	}
+}
+
+func timersAction(c *cli.Context) error {
+	t, err := parseTarget(c)
+	if err != nil {
+		return exitWith(exitUsage, err)
+	}
+	sess, j, err := t.dial(context.Background())
+	if err != nil {
+		return exitWith(exitZooKeeper, err)
+	}
+	defer sess.Close()
+	s, err := master.ReadStatus(j)
+	if err != nil {
+		return exitWith(jobErrorCode(err), err)
+	}
+	timers := s.Timers
+	if c.Bool(flagExpired) {
+		timers = timers[:0]
+		for _, tm := range s.Timers {
+			if tm.Expired {
+				timers = append(timers, tm)
+			}
+		}
+	}
+	if c.Bool(flagJSON) {
+		if timers == nil {
+			timers = []master.TimerStatus{}
+		}
+		if err := json.NewEncoder(os.Stdout).Encode(timers); err != nil {
+			return exitWith(exitUsage, err)
+		}
+	} else if len(timers) > 0 {
+		master.PrintTimers(os.Stdout, timers)
+	}
+	if c.Bool(flagExpired) && len(timers) > 0 {
+		return exitWith(1, nil)
+	}
+	return nil
+}

@@ -1,0 +1,123 @@
+package master
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/zkdog/zkdog/internal/job"
+	"github.com/zkdog/zkdog/internal/protocol"
+)
+
+// JobStatus is a snapshot of a job for the operator commands.
+type JobStatus struct {
+	Root     string        `json:"root"`
+	State    string        `json:"state"`
+	Items    int           `json:"items"`
+	Timer    time.Duration `json:"timer_ns"`
+	Retries  int           `json:"retries"`
+	Queued   int           `json:"queued"`
+	Running  int           `json:"running"`
+	Done     int           `json:"done"`
+	OK       int           `json:"ok"`
+	Failed   int           `json:"failed"`
+	Stalled  int           `json:"stalled"`
+	Lost     int           `json:"lost"`
+	Aborted  string        `json:"aborted,omitempty"`
+	Alive    int           `json:"timers_alive"`
+	Expired  int           `json:"timers_expired"`
+	Timers   []TimerStatus `json:"timers"`
+	Measured time.Time     `json:"measured_at"` // by the server's clock
+}
+
+// TimerStatus is one timer as the operator commands show it.
+type TimerStatus struct {
+	TimerReport
+	Expired bool `json:"expired"`
+}
+
+// ReadStatus reads a snapshot of the job. The outcome counts cost one
+// listing per thousand items.
+func ReadStatus(j *job.Job) (JobStatus, error) {
+	spec, _, err := j.Spec()
+	if err != nil {
+		return JobStatus{}, err
+	}
+	s := JobStatus{Root: j.L.Root, State: spec.State, Items: spec.Items, Timer: spec.Timer(), Retries: spec.Retries}
+	c, err := j.Counts(spec)
+	if err != nil {
+		return s, err
+	}
+	s.Queued, s.Running, s.Done = c.Queued(), c.Leased, c.Done
+	if c.Aborted {
+		reason, _, _ := j.AbortReason()
+		s.Aborted = reason
+	}
+	outcomes, err := j.Outcomes(spec)
+	if err != nil {
+		return s, err
+	}
+	for _, o := range outcomes {
+		switch o.Outcome {
+		case protocol.OK:
+			s.OK++
+		case protocol.Failed:
+			s.Failed++
+		case protocol.Stalled:
+			s.Stalled++
+		case protocol.Lost:
+			s.Lost++
+		}
+	}
+	now, timers, err := j.Timers()
+	if err != nil {
+		return s, err
+	}
+	s.Measured = now
+	for _, t := range timers {
+		ts := TimerStatus{TimerReport: timerReport(t), Expired: t.Expired(spec.Timer())}
+		if ts.Expired {
+			s.Expired++
+		}
+		s.Alive++ // as the original counted: expired timers are alive too
+		s.Timers = append(s.Timers, ts)
+	}
+	return s, nil
+}
+
+func timerReport(t job.TimerState) TimerReport {
+	return TimerReport{Timer: t.Name, ID: t.ID, Host: t.Host, Pid: t.Pid, Item: t.Item, Label: t.Label, Age: t.Age}
+}
+
+// Print writes the status for people.
+func (s JobStatus) Print(out io.Writer) {
+	fmt.Fprintf(out, "job %s (%s): %d items, timer %v, retries %d\n", s.Root, s.State, s.Items, s.Timer, s.Retries)
+	fmt.Fprintf(out, "  queued %d, running %d, done %d (ok %d, failed %d, stalled %d, lost %d)\n",
+		s.Queued, s.Running, s.Done, s.OK, s.Failed, s.Stalled, s.Lost)
+	fmt.Fprintf(out, "  timers: %d alive, %d of them expired\n", s.Alive, s.Expired)
+	if s.Aborted != "" {
+		fmt.Fprintf(out, "  ABORTED: %s\n", s.Aborted)
+	}
+	if len(s.Timers) > 0 {
+		PrintTimers(out, s.Timers)
+	}
+}
+
+// PrintTimers writes one row per timer.
+func PrintTimers(out io.Writer, timers []TimerStatus) {
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  TIMER\tID\tHOST\tPID\tITEM\tAGE\tSTATE")
+	for _, t := range timers {
+		item := "-"
+		if t.Item >= 0 {
+			item = fmt.Sprintf("%d %q", t.Item, t.Label)
+		}
+		state := "alive"
+		if t.Expired {
+			state = "EXPIRED"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%v\t%s\n", t.Timer, t.ID, t.Host, t.Pid, item, t.Age.Round(time.Millisecond), state)
+	}
+	tw.Flush()
+}
