@@ -104,6 +104,9 @@ type waiter struct {
 	// vanished holds leases seen to disappear, until resolve has checked
 	// them for a result.
 	vanished map[int]protocol.Turn
+	// lastRead is when the timers were last read, graceUntil when they may
+	// next be judged; see checkTimers.
+	lastRead, graceUntil time.Time
 	// charges remembers the retries charged to the items this master
 	// handed out again; few items are.
 	charges map[int]int
@@ -152,6 +155,7 @@ func (w *waiter) follow(ctx context.Context) (Report, error) {
 	}
 	poll := time.NewTicker(w.cfg.Poll)
 	defer poll.Stop()
+	w.lastRead = time.Now()
 	var retry <-chan time.Time
 	armAll := func() bool {
 		ok := true
@@ -429,6 +433,18 @@ func (w *waiter) checkTimers() (*Report, error) {
 		return nil, err
 	}
 	limit := w.spec.Timer()
+	// After the master could not read ZooKeeper for a while, the workers
+	// probably could not write to it either: their timers are old because
+	// of the outage, not because they hung. They get a whole limit to kick
+	// again before any of them is judged.
+	if blind := time.Since(w.lastRead); blind > 3*w.cfg.Poll {
+		w.graceUntil = time.Now().Add(limit)
+		w.cfg.Log.Warn("ZooKeeper was out of reach; timers get a whole limit to be kicked again before any is judged", "for", blind.Round(time.Millisecond))
+	}
+	w.lastRead = time.Now()
+	if time.Now().Before(w.graceUntil) {
+		return nil, nil
+	}
 	var expired []job.TimerState
 	for _, t := range timers {
 		if t.Expired(limit) {

@@ -30,6 +30,12 @@ func waitExited(pid int) bool {
 // orphan that died is a zombie until init reaps it, which some
 // containers' init never does.
 func groupHasLiveMembers(pgid int) bool {
+	// The usual case, a group whose every member has been reaped, costs
+	// one system call; only a group that still exists is worth reading
+	// all of /proc for.
+	if !groupExists(pgid) {
+		return false
+	}
 	src := newProcfs()
 	pids, err := src.pids(nil)
 	if err != nil {

@@ -62,7 +62,18 @@ func (w *Worker) runOne(ctx context.Context, c *job.Claim) int {
 		KickFile: w.kickFile,
 		Output:   output,
 	})
-	go mon.Run(mctx, func(supervise.Activity) { w.timer.Progress() })
+	go func() {
+		// A command that ends within one sample interval, the common case
+		// of a loop over small items, never pays for a scan of /proc.
+		select {
+		case <-child.Done():
+			return
+		case <-mctx.Done():
+			return
+		case <-time.After(w.cfg.SampleInterval):
+		}
+		_ = mon.Run(mctx, func(supervise.Activity) { w.timer.Progress() })
+	}()
 
 	var stallCheck <-chan time.Time
 	if w.cfg.KillOnStall {

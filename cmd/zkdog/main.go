@@ -62,6 +62,7 @@ func newApp() *cli.App {
 			consumeCommand(),
 			kickCommand(),
 			clearCommand(),
+			completionCommand(),
 		},
 		EnableBashCompletion: true,
 		HideHelpCommand:      true,

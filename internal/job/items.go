@@ -16,10 +16,10 @@ type Claim struct {
 }
 
 // Take leases the next item for the worker described by lease. It costs
-// three round trips whatever the queue's length: a ticket from the cursor
+// two round trips whatever the queue's length: a ticket from the cursor
 // (a write whose new version is the ticket, so concurrent workers never
-// collide or retry), a read of the item, and the creation of its ephemeral
-// lease. Items given back for another attempt are taken from the retry
+// collide or retry), then, sent together, a read of the item and the
+// creation of its ephemeral lease. Items given back for another attempt are taken from the retry
 // list once the cursor has run past the end. ErrEmpty when nothing is left.
 //
 // An item's data version counts the times it was handed out again, so it
@@ -52,26 +52,34 @@ func (j *Job) Take(spec protocol.Job, lease protocol.Lease) (Claim, error) {
 var errRequeued = errors.New("job: item requeued meanwhile")
 
 func (j *Job) leaseFresh(index int, lease protocol.Lease) (Claim, error) {
-	data, st, err := j.conn.Get(j.L.Item(index))
+	turn := protocol.Turn{Index: index, Attempt: 1}
+	// The read and the lease do not depend on each other, so they go out
+	// together and cost one round trip.
+	var (
+		data  []byte
+		multi error
+	)
+	err := parallel(2,
+		func() (err error) { data, _, err = j.conn.Get(j.L.Item(index)); return },
+		func() error {
+			multi = multiErr(j.conn.Multi(
+				&zk.CheckVersionRequest{Path: j.L.Item(index), Version: 0},
+				&zk.CreateRequest{Path: j.L.Lease(turn), Data: protocol.Encode(lease), Acl: openACL, Flags: zk.FlagEphemeral},
+			))
+			return nil
+		},
+	)
+	switch {
+	case errors.Is(multi, zk.ErrBadVersion):
+		return Claim{}, errRequeued
+	case errors.Is(multi, zk.ErrNodeExists) && j.ownLease(turn):
+		multi = nil // a repeat after a lost reply
+	}
+	if multi != nil {
+		return Claim{}, fmt.Errorf("job: leasing item %d: %w", index, multi)
+	}
 	if err != nil {
 		return Claim{}, fmt.Errorf("job: reading item %d: %w", index, err)
-	}
-	if st.Version != 0 {
-		return Claim{}, errRequeued
-	}
-	turn := protocol.Turn{Index: index, Attempt: 1}
-	err = multiErr(j.conn.Multi(
-		&zk.CheckVersionRequest{Path: j.L.Item(index), Version: 0},
-		&zk.CreateRequest{Path: j.L.Lease(turn), Data: protocol.Encode(lease), Acl: openACL, Flags: zk.FlagEphemeral},
-	))
-	if errors.Is(err, zk.ErrBadVersion) {
-		return Claim{}, errRequeued
-	}
-	if errors.Is(err, zk.ErrNodeExists) && j.ownLease(turn) {
-		err = nil // a repeat after a lost reply
-	}
-	if err != nil {
-		return Claim{}, fmt.Errorf("job: leasing item %d: %w", index, err)
 	}
 	return Claim{Turn: turn, Data: data}, nil
 }
