@@ -9,8 +9,10 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # apt-get needs root; use sudo when not root and sudo exists.
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 ZK_JAR   := /usr/share/java/zookeeper.jar
+# The scheduler tests run a real single-node Slurm, and its Torque-style qsub.
+SLURM_PKGS := slurmctld slurmd slurm-client slurm-wlm-torque
 
-.PHONY: all deps build test test-short bench demo clean
+.PHONY: all deps test-deps build test test-short bench demo clean
 
 all: build
 
@@ -22,13 +24,20 @@ deps:
 	fi
 	$(GO) mod download
 
+## test-deps: deps, and Slurm for the scheduler tests.
+test-deps: deps
+	@if [ ! -x /usr/sbin/slurmctld ] || [ ! -x /usr/sbin/slurmd ] || ! command -v sbatch >/dev/null 2>&1 || ! command -v qsub >/dev/null 2>&1; then \
+		echo "installing Slurm for the scheduler tests ($(SLURM_PKGS))"; \
+		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(SLURM_PKGS); \
+	fi
+
 ## build: the zkdog binary, and zkserve (a throw-away local ZooKeeper) for the demo.
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/zkdog ./cmd/zkdog
 	$(GO) build -o $(BIN)/zkserve ./internal/zkserver/zkserve
 
 ## test: vet, then every test with the race detector, against real ZooKeeper.
-test: deps
+test: test-deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
 

@@ -19,14 +19,19 @@ func Identity(getenv func(string) string, host string, pid int) string {
 		}
 		return ""
 	}
-	// Slurm sets SLURM_JOB_ID on every task; the array pair is preferred
-	// because squeue shows array tasks as ARRAYJOB_TASK.
+	// PBS variables come first: on a Slurm cluster they are there only
+	// when the task was submitted through qsub (slurm-wlm-torque with
+	// spank_pbs), and then the user knows it by its PBS name.
 	for _, id := range []string{
+		// PBS Pro, and Slurm's spank_pbs, name a subjob ARRAY[INDEX].
+		pbsPro(getenv("PBS_ARRAY_ID"), getenv("PBS_ARRAY_INDEX")),
+		// Torque puts the index inside PBS_JOBID ("123[4].server") and
+		// also sets PBS_ARRAYID.
+		pbs(getenv("PBS_JOBID"), getenv("PBS_ARRAYID")),
+		// Slurm sets SLURM_JOB_ID on every task; the array pair is
+		// preferred because squeue shows array tasks as ARRAYJOB_TASK.
 		pair("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"),
 		getenv("SLURM_JOB_ID"),
-		// Torque/PBS put the array index inside PBS_JOBID already
-		// ("123[4].server"); slurm-wlm-torque's qsub sets PBS_ARRAYID only.
-		pbs(getenv("PBS_JOBID"), getenv("PBS_ARRAYID")),
 		taskPair(getenv("JOB_ID"), getenv("SGE_TASK_ID")),     // SGE: "undefined" outside arrays
 		taskPair(getenv("LSB_JOBID"), getenv("LSB_JOBINDEX")), // LSF: index 0 outside arrays
 	} {
@@ -35,6 +40,13 @@ func Identity(getenv func(string) string, host string, pid int) string {
 		}
 	}
 	return fmt.Sprintf("%s:%d", host, pid)
+}
+
+func pbsPro(arrayID, index string) string {
+	if arrayID == "" || index == "" {
+		return ""
+	}
+	return arrayID + "[" + index + "]"
 }
 
 func pbs(jobID, arrayID string) string {

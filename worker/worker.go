@@ -143,7 +143,8 @@ func Run(ctx context.Context, sess *zkconn.Session, j *job.Job, cfg Config) (int
 		return ExitFailed, err
 	}
 	defer w.timer.Close()
-	w.log.Debug("timer created", "timer", w.timer.Path(), "id", w.cfg.ID, "kick_interval", kick)
+	w.log.Info("worker started", "id", w.cfg.ID, "timer", w.timer.Name(), "root", j.L.Root)
+	w.log.Debug("timer settings", "kick_interval", kick, "limit", spec.Timer())
 	if spec.Sync {
 		if err := j.ReleaseBarrier(); err != nil {
 			return ExitFailed, err

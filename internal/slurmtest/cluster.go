@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -39,6 +38,7 @@ type Cluster struct {
 	conf        string
 	name        string
 	node        string
+	proctrack   string
 	partition   string
 	cpus        int
 	killWait    time.Duration
@@ -81,7 +81,6 @@ func start(ctx context.Context, cfg Config, bin map[string]string) (_ *Cluster, 
 	if err != nil {
 		return nil, err
 	}
-	c.node = hw.nodeName
 	c.cpus = cfg.CPUs
 	if c.cpus <= 0 {
 		c.cpus = hw.cpus
@@ -111,14 +110,17 @@ func start(ctx context.Context, cfg Config, bin map[string]string) (_ *Cluster, 
 	}
 	defer func() {
 		if err != nil {
-			c.removeFiles()
+			_ = c.removeFiles()
 		}
 	}()
 	for _, sub := range []string{"state", "spool", "log", "output"} {
-		if err := os.MkdirAll(filepath.Join(c.dir, sub), 0o755); err != nil {
+		path := filepath.Join(c.dir, sub)
+		if err := os.Mkdir(path, 0o755); err != nil {
+			// An existing directory would hold a previous cluster's state,
+			// which slurmctld would try to recover.
 			return nil, fmt.Errorf("slurmtest: %w", err)
 		}
-		c.created = append(c.created, filepath.Join(c.dir, sub))
+		c.created = append(c.created, path)
 	}
 
 	if c.ports, err = allocPorts(2); err != nil {
@@ -129,11 +131,16 @@ func start(ctx context.Context, cfg Config, bin map[string]string) (_ *Cluster, 
 			releasePorts(c.ports...)
 		}
 	}()
-	c.name = "st" + randomHex(5)
+	// Letters only: Slurm reads trailing digits of a node name as an index
+	// in a host list.
+	suffix := randomLetters(8)
+	c.name = "st" + suffix
+	c.node = "st" + suffix + "-node"
 
 	p := confParams{
 		dir:         c.dir,
 		clusterName: c.name,
+		nodeName:    c.node,
 		user:        u.Username,
 		hw:          hw,
 		cpus:        c.cpus,
@@ -146,8 +153,12 @@ func start(ctx context.Context, cfg Config, bin map[string]string) (_ *Cluster, 
 		mailProg:    mailProg,
 	}
 	if p.proctrack == "" {
-		p.proctrack = DefaultProctrackType
+		p.proctrack = "proctrack/linuxproc"
+		if cgroupV1Usable() {
+			p.proctrack = "proctrack/cgroup"
+		}
 	}
+	c.proctrack = p.proctrack
 	if p.debug == "" {
 		p.debug = "info"
 	}
@@ -172,13 +183,14 @@ func start(ctx context.Context, cfg Config, bin map[string]string) (_ *Cluster, 
 	defer func() {
 		if err != nil {
 			c.stopDaemons()
+			_ = removeCgroups(c.node)
 			err = fmt.Errorf("%w\n%s", err, c.LogTail(30))
 		}
 	}()
-	// slurmd registers once at startup; if slurmctld is not listening yet,
-	// the node stays unknown until slurmctld's next ping (SlurmdTimeout/3,
-	// 100s). So slurmd starts only once slurmctld answers.
-	if c.ctld, err = c.launchDaemon(ctx, "slurmctld"); err != nil {
+	// slurmd starts once slurmctld answers: before, it would log failed
+	// registrations, and a slurmctld that cannot start would show up as a
+	// node that never registers.
+	if c.ctld, err = c.launchDaemon("slurmctld"); err != nil {
 		return nil, err
 	}
 	if err := c.poll(ctx, "slurmctld to answer", func() (bool, error) {
@@ -187,7 +199,7 @@ func start(ctx context.Context, cfg Config, bin map[string]string) (_ *Cluster, 
 	}); err != nil {
 		return nil, err
 	}
-	if c.slurm, err = c.launchDaemon(ctx, "slurmd"); err != nil {
+	if c.slurm, err = c.launchDaemon("slurmd"); err != nil {
 		return nil, err
 	}
 	if err := c.poll(ctx, "node "+c.node+" to be idle", func() (bool, error) {
@@ -212,14 +224,20 @@ func (c *Cluster) writeFile(path, content string) error {
 	return nil
 }
 
-func (c *Cluster) launchDaemon(ctx context.Context, name string) (*daemon, error) {
+// launchDaemon starts slurmctld or slurmd. Not under Start's context: the
+// daemons live until Stop.
+func (c *Cluster) launchDaemon(name string) (*daemon, error) {
 	out, err := os.Create(filepath.Join(c.dir, "log", name+".out"))
 	if err != nil {
 		return nil, fmt.Errorf("slurmtest: %w", err)
 	}
 	c.created = append(c.created, out.Name())
 	defer out.Close() // the child has its own descriptor
-	cmd := exec.Command(c.bin[name], "-D", "-f", c.conf)
+	args := []string{"-D", "-f", c.conf}
+	if name == "slurmd" {
+		args = append(args, "-N", c.node)
+	}
+	cmd := exec.Command(c.bin[name], args...)
 	cmd.Env = c.environ()
 	cmd.Dir = c.dir
 	cmd.Stdout, cmd.Stderr = out, out
@@ -266,21 +284,28 @@ func (c *Cluster) readLog(name string) []byte {
 }
 
 // LogTail returns the last n lines of slurmctld's and slurmd's logs, and of
-// their standard output and error (where messages go before the log file
-// is open).
+// their standard output and error when these hold more (what a daemon says
+// before it opens its log file).
 func (c *Cluster) LogTail(n int) string {
 	var b strings.Builder
-	for _, f := range []string{"slurmctld.log", "slurmctld.out", "slurmd.log", "slurmd.out"} {
-		path := filepath.Join(c.dir, "log", f)
-		fmt.Fprintf(&b, "--- %s\n%s\n", path, tail(path, n))
+	for _, name := range []string{"slurmctld", "slurmd"} {
+		log := filepath.Join(c.dir, "log", name+".log")
+		out := filepath.Join(c.dir, "log", name+".out")
+		fmt.Fprintf(&b, "--- %s\n%s\n", log, tail(log, n))
+		// With -D, each log line is also copied to standard output,
+		// without a timestamp, as "name: message".
+		logLast, outLast := lastLine(log), strings.TrimPrefix(lastLine(out), name+": ")
+		if outLast != "" && !strings.HasSuffix(logLast, outLast) {
+			fmt.Fprintf(&b, "--- %s\n%s\n", out, tail(out, n))
+		}
 	}
 	return b.String()
 }
 
 // Stop cancels every job, waits until they have left the queue (their
-// processes killed, at most KillWait after SIGTERM), stops slurmd then
-// slurmctld, and removes what Start created. Calls after the first return
-// the first's result.
+// processes killed: about max(KillWait, 5s) after SIGTERM at worst), stops
+// slurmd then slurmctld, removes the node's cgroups and what Start created.
+// Calls after the first return the first's result.
 func (c *Cluster) Stop() error {
 	c.stopOnce.Do(func() {
 		var errs []error
@@ -289,6 +314,9 @@ func (c *Cluster) Stop() error {
 		}
 		c.stopDaemons()
 		releasePorts(c.ports...)
+		if err := removeCgroups(c.node); err != nil {
+			errs = append(errs, err)
+		}
 		if err := c.removeFiles(); err != nil {
 			errs = append(errs, err)
 		}
@@ -365,8 +393,12 @@ func (c *Cluster) Dir() string { return c.dir }
 // ConfPath is the path of slurm.conf, SLURM_CONF's value.
 func (c *Cluster) ConfPath() string { return c.conf }
 
-// NodeName is the node's name, the machine's short host name.
+// NodeName is the node's name (SLURMD_NODENAME in jobs), unique to the
+// cluster; its host name is the machine's.
 func (c *Cluster) NodeName() string { return c.node }
+
+// ProctrackType is the process tracking plugin in use.
+func (c *Cluster) ProctrackType() string { return c.proctrack }
 
 // Partition is the name of the only partition, the default one.
 func (c *Cluster) Partition() string { return c.partition }
@@ -374,7 +406,9 @@ func (c *Cluster) Partition() string { return c.partition }
 // CPUs is how many single-CPU jobs can run at once.
 func (c *Cluster) CPUs() int { return c.cpus }
 
-// KillWait is the time scancel gives a job between SIGTERM and SIGKILL.
+// KillWait is slurm.conf's KillWait: Config.KillWait rounded up to whole
+// seconds. scancel gives a job about max(KillWait, 5s) between SIGTERM and
+// SIGKILL.
 func (c *Cluster) KillWait() time.Duration { return c.killWait }
 
 // OutputDir is where Sbatch and Qsub send jobs' standard output and error
@@ -448,8 +482,11 @@ func (c *Cluster) runShort(name string, args ...string) (string, error) {
 	return c.run(ctx, name, args...)
 }
 
-func randomHex(n int) string {
+func randomLetters(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+	for i := range b {
+		b[i] = 'a' + b[i]%26
+	}
+	return string(b)
 }

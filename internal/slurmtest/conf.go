@@ -2,22 +2,28 @@ package slurmtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
 // Config describes a cluster. The zero value is a cluster whose node has
-// the machine's CPUs, with proctrack/pgid, KillWait=2s and no PBS_*
-// variables in jobs.
+// the machine's CPUs, with proctrack/cgroup if possible, KillWait=2s and no
+// PBS_* variables in jobs.
 type Config struct {
 	// Dir holds the cluster's configuration, state, spool and logs. Empty
-	// means a new temporary directory, removed by Stop; a given Dir is kept
-	// (only the files Start creates in it are removed). The path must be
-	// short (slurmstepd puts Unix sockets in it) and free of spaces and
-	// commas, which slurm.conf cannot quote.
+	// means a new temporary directory, removed by Stop. A given Dir must
+	// exist and is kept: Stop removes only what Start created in it, and
+	// Start fails if a previous cluster's files are still there. The path
+	// must be short (slurmstepd puts Unix sockets in it) and free of
+	// spaces and commas, which slurm.conf cannot quote.
 	Dir string
 
 	// CPUs is the node's CPU count, which is how many single-CPU jobs or
@@ -26,14 +32,18 @@ type Config struct {
 	// not reject the node as having fewer CPUs than configured.
 	CPUs int
 
-	// KillWait is how long scancel and time limits give a job's processes
-	// between SIGTERM and SIGKILL, in whole seconds (Slurm's unit), rounded
-	// up. 0 means DefaultKillWait; Slurm's own default is 30s.
+	// KillWait is how long a time limit gives a job's processes between
+	// SIGTERM and SIGKILL, in whole seconds (Slurm's unit), rounded up;
+	// scancel gives them about max(KillWait, 5s). 0 means DefaultKillWait;
+	// Slurm's own default is 30s.
 	KillWait time.Duration
 
 	// ProctrackType is how slurmstepd finds a job's processes to signal and
-	// kill, e.g. "proctrack/linuxproc" or "proctrack/cgroup". Empty means
-	// DefaultProctrackType. See DefaultProctrackType for why not cgroup.
+	// kill: "proctrack/cgroup", "proctrack/linuxproc" or "proctrack/pgid".
+	// Empty means proctrack/cgroup where this machine allows it (root, and
+	// a writable cgroup v1 freezer hierarchy), else proctrack/linuxproc;
+	// Cluster.ProctrackType tells which. See the package documentation for
+	// how they differ.
 	ProctrackType string
 
 	// PBSEnv loads Slurm's spank_pbs plugin, which gives every job, however
@@ -53,24 +63,11 @@ type Config struct {
 }
 
 const (
-	// DefaultKillWait is short so that a cancelled job whose processes
-	// ignore SIGTERM still leaves the queue quickly, and long enough for a
-	// wrapper to forward SIGTERM and reap its child before SIGKILL.
+	// DefaultKillWait is short so that jobs killed at their time limit, or
+	// cancelled, leave the queue quickly, yet long enough for a wrapper to
+	// forward SIGTERM and reap its child before SIGKILL. (scancel waits
+	// about 5s whatever KillWait is below that.)
 	DefaultKillWait = 2 * time.Second
-
-	// DefaultProctrackType tracks a job's processes by the process group
-	// of its batch script. proctrack/cgroup, Slurm's default and what most
-	// sites use, needs a writable cgroup hierarchy shared by every cluster
-	// on the machine (/sys/fs/cgroup/<controller>/slurm_<node>); two test
-	// clusters with the same node name would clash there. proctrack/
-	// linuxproc follows parent pids, and so loses every process that the
-	// batch script's exit reparents to init: such processes survive
-	// scancel. proctrack/pgid signals the whole process group, orphans
-	// included, and needs nothing from the machine. What it misses are
-	// processes that leave the group (setsid, setpgid): a wrapper that puts
-	// its child in a new process group must forward signals to it and kill
-	// it itself.
-	DefaultProctrackType = "proctrack/pgid"
 
 	// DefaultPartition is Torque's usual default queue name.
 	DefaultPartition = "batch"
@@ -118,6 +115,7 @@ func detectHardware(ctx context.Context, slurmd string) (hardware, error) {
 type confParams struct {
 	dir         string
 	clusterName string
+	nodeName    string
 	user        string
 	hw          hardware
 	cpus        int
@@ -194,7 +192,12 @@ func renderConf(p confParams) string {
 	if p.plugstack != "" {
 		w("PlugStackConfig=%s", p.plugstack)
 	}
-	node := fmt.Sprintf("NodeName=%s NodeHostname=%s NodeAddr=127.0.0.1", p.hw.nodeName, p.hw.nodeName)
+	// The node is named after the cluster, not the host (slurmd -N says
+	// which node it is): proctrack/cgroup names its cgroups after the node
+	// (/sys/fs/cgroup/freezer/slurm_<node>/uid_<uid>/job_<id>), and every
+	// cluster's job ids start at 1, so two clusters on one host would
+	// otherwise share, and kill, each other's job cgroups.
+	node := fmt.Sprintf("NodeName=%s NodeHostname=%s NodeAddr=127.0.0.1", p.nodeName, p.hw.nodeName)
 	if p.cpus == p.hw.cpus {
 		for _, k := range []string{"CPUs", "Boards", "SocketsPerBoard", "CoresPerSocket", "ThreadsPerCore"} {
 			if v := p.hw.fields[k]; v != "" {
@@ -209,10 +212,56 @@ func renderConf(p confParams) string {
 	}
 	node += fmt.Sprintf(" RealMemory=%s State=UNKNOWN", p.hw.fields["RealMemory"])
 	w("%s", node)
-	w("PartitionName=%s Nodes=%s Default=YES MaxTime=INFINITE State=UP", p.partition, p.hw.nodeName)
+	w("PartitionName=%s Nodes=%s Default=YES MaxTime=INFINITE State=UP", p.partition, p.nodeName)
 	return b.String()
 }
 
-// cgroupConf is written next to slurm.conf when proctrack/cgroup is asked
-// for: the plugin reads it, and without it Slurm guesses the cgroup version.
-const cgroupConf = "CgroupPlugin=autodetect\nCgroupMountpoint=/sys/fs/cgroup\n"
+// cgroupConf is written next to slurm.conf for proctrack/cgroup, which
+// reads it. cgroup/v1 because that is what cgroupV1Usable checks for
+// (cgroup/v2 without systemd needs IgnoreSystemd, untested here), and no
+// automount: a test must not mount file systems.
+const cgroupConf = "CgroupPlugin=cgroup/v1\nCgroupAutomount=no\n"
+
+// freezerDir is the cgroup v1 hierarchy that proctrack/cgroup uses.
+const freezerDir = "/sys/fs/cgroup/freezer"
+
+// cgroupV1Usable reports whether proctrack/cgroup can work here: slurmd
+// must be able to create cgroups in the freezer hierarchy.
+func cgroupV1Usable() bool {
+	if os.Geteuid() != 0 {
+		return false
+	}
+	if _, err := os.Stat(filepath.Join(freezerDir, "cgroup.procs")); err != nil {
+		return false
+	}
+	probe := filepath.Join(freezerDir, "slurmtest-probe-"+randomLetters(8))
+	if err := os.Mkdir(probe, 0o755); err != nil {
+		return false
+	}
+	_ = os.Remove(probe)
+	return true
+}
+
+// removeCgroups removes the cgroups slurmd and slurmstepd left for node in
+// every v1 hierarchy (Slurm removes a job's cgroup but not its own
+// slurm_<node>/uid_<uid> tree). A cgroup directory can only be removed
+// empty, deepest first, and rmdir is all it takes: its files are virtual.
+func removeCgroups(node string) error {
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*/slurm_" + node)
+	var errs []error
+	for _, root := range roots {
+		var dirs []string
+		_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			if err := syscall.Rmdir(dirs[i]); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("slurmtest: remove cgroup %s: %w", dirs[i], err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

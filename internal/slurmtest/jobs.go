@@ -14,7 +14,8 @@ import (
 // an array, the array's id). Unless args set --output (-o), the job's
 // output, and its error unless args set --error, go to
 // OutputDir()/slurm-<jobid>.out; note that sbatch's options, this one
-// included, override a script's #SBATCH lines.
+// included, override a script's #SBATCH lines. The job runs in the
+// caller's working directory, sbatch's default, unless args set --chdir.
 func (c *Cluster) Sbatch(args ...string) (jobID string, err error) {
 	full := []string{"--parsable"}
 	if !hasOption(args, "-o", "--output") {
@@ -69,11 +70,12 @@ func (c *Cluster) Squeue(args ...string) (string, error) {
 }
 
 // Scancel runs scancel with flags on job id. Without flags it cancels the
-// job: slurmstepd sends SIGCONT and SIGTERM to every process it tracks,
-// then SIGKILL KillWait later, and the job ends CANCELLED. --signal=SIG
-// alone signals only srun job steps, never the batch script, and leaves the
-// job's state alone; add --full to signal the batch script and its
-// children, or --batch for the batch shell only.
+// job, which ends CANCELLED: SIGCONT and SIGTERM to the processes the
+// process tracking plugin signals (see the package documentation), SIGKILL
+// to all it tracks about max(KillWait, 5s) later or as soon as the batch
+// script exits. --signal=SIG alone signals only srun job steps, never the
+// batch script, and leaves the job running; add --full to signal the batch
+// script and its children, or --batch for the batch shell alone.
 func (c *Cluster) Scancel(id string, flags ...string) error {
 	_, err := c.runShort("scancel", append(flags, id)...)
 	return err
@@ -213,15 +215,24 @@ func (c *Cluster) job(ctx context.Context, id string) (State, error) {
 // state seen and an error if ctx ends first.
 func (c *Cluster) WaitJob(ctx context.Context, id string) (State, error) {
 	var s State
+	var lastErr error
 	err := c.poll(ctx, "job "+id+" to end", func() (bool, error) {
-		var err error
-		s, err = c.job(ctx, id)
-		if err != nil && ctx.Err() != nil {
-			return false, nil // reported by poll with the cause
+		st, err := c.job(ctx, id)
+		if err != nil {
+			if strings.Contains(err.Error(), "Invalid job id") {
+				return false, err
+			}
+			// A busy or restarting slurmctld; ctx bounds the retries.
+			lastErr = err
+			return false, nil
 		}
-		return s.Done(), err
+		s, lastErr = st, nil
+		return s.Done(), nil
 	})
 	if err != nil {
+		if lastErr != nil {
+			err = fmt.Errorf("%w (last error: %w)", err, lastErr)
+		}
 		return s, fmt.Errorf("%w; last state: %s", err, s)
 	}
 	return s, nil

@@ -190,3 +190,10 @@ func tail(path string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// lastLine returns the last non-empty line of the file at path, or "".
+func lastLine(path string) string {
+	b, _ := os.ReadFile(path)
+	s := strings.TrimRight(string(b), "\n")
+	return s[strings.LastIndexByte(s, '\n')+1:]
+}

@@ -13,22 +13,43 @@
 //
 // A cluster is a slurmctld and a slurmd started in the foreground by this
 // process, with all their state in one temporary directory, listening on
-// free loopback ports, and with a unique ClusterName, so that several
+// free ports, with a unique ClusterName and node name, so that several
 // clusters (parallel tests, parallel packages) can run on one machine.
 // Authentication is auth/none: no munged is needed. The daemons die with
 // the test binary (Pdeathsig), but job processes are run by slurmstepd,
 // which Slurm detaches from slurmd: only Stop, which cancels every job
 // first, reliably ends them.
 //
+// What scancel does to a job's processes depends on the process tracking
+// plugin (Config.ProctrackType); TestScancelSignals pins it down. Plain
+// scancel sends SIGCONT and SIGTERM, then SIGKILL about max(KillWait, 5s)
+// later to what is left; and as soon as the batch script exits, everything
+// else the plugin tracks gets SIGKILL at once.
+//
+//   - proctrack/cgroup, the default where possible and what most sites use:
+//     SIGTERM goes to the batch script alone, not its children; SIGKILL to
+//     every process of the job, wherever it moved.
+//   - proctrack/linuxproc, the default elsewhere: both go to the script and
+//     its descendants; a process orphaned to init escapes both.
+//   - proctrack/pgid: both go to the script's process group, orphans
+//     included; a process in another group (setsid, setpgid) escapes.
+//
+// A wrapper such as `exec zkdog run -- work` must therefore forward SIGTERM
+// to its child itself, and not exit before its child has.
+//
 // Slurm's client commands find the cluster through SLURM_CONF: run them
 // with Command, or add Env to their environment. Jobs inherit the
 // submitter's environment (sbatch's default --export=ALL), so a job's own
 // Slurm commands reach the same cluster.
 //
-// Starting a cluster takes about a second; tests that can share one should
-// start it in a parent test and use it from subtests. Slurm's scheduler
-// runs at most once a second, so a job, or each wave of array tasks beyond
-// the node's CPUs, starts within about a second of becoming eligible.
+// Starting a cluster takes about 0.4s and stopping it as long; tests that
+// can share one should start it in a parent test and use it from subtests.
+// Slurm's scheduler runs at most once a second, so a job, or each wave of
+// array tasks beyond the node's CPUs, starts within about a second of
+// becoming eligible. A job ends once slurmstepd sees none of its processes
+// left, and a killed process whose parent died first stays a zombie until
+// init reaps it: where init is slow to (pid 1 of this project's VMs reaps
+// about every 1.3s), a cancelled job takes a few seconds to leave the queue.
 //
 // The daemons run as the current user, which must be root for slurmd to
 // launch jobs.
