@@ -183,3 +183,38 @@ func TestExpiredSessionStopsTheCommand(t *testing.T) {
 		t.Fatalf("the thawed worker did not say it lost its session:\n%s", s)
 	}
 }
+
+// The master dies mid-job; a worker dies while no master watches; a new
+// master, zkdog wait, takes over: it finds the dead worker's item by its
+// sweep, hands it out again, and ends the job with every item done. A
+// first attempt found so is not charged against the retries: nothing in
+// ZooKeeper tells it from a ticket whose reply was lost.
+func TestWaitTakesOverFromADeadMaster(t *testing.T) {
+	srv := quickServer(t)
+	o := opts{zk: srv.Addr()}
+	root := rootFor(t)
+	conn := connect(t, srv.Addr())
+	first := start(t, o, "master", "--root", root, "--items", writeFile(t, "items", "a\nb\nc\n"), "--retries", "1", "--timer", "30s")
+	waitJob(t, conn, root)
+	victim, _ := startedWorker(t, o, root)
+	first.signal(syscall.SIGKILL)
+	first.wait()
+	victim.signal(syscall.SIGKILL)
+	victim.wait()
+	// The victim's lease goes with its session, while no master watches.
+	waitFor(t, "the dead worker's lease to vanish", func() bool {
+		kids, _, err := conn.Children(root + "/leases")
+		return err == nil && len(kids) == 0
+	})
+	second := start(t, o, "wait", "--root", root, "--json")
+	rescuer := start(t, o, "run", "--root", root, "--loop", "--until-done", "--", "true")
+	expectExit(t, rescuer, 0)
+	expectExit(t, second, master.ExitOK)
+	r := readReport(t, second)
+	if r.Items != 3 || r.OK != 3 || r.Retried != 0 {
+		t.Fatalf("report = %+v, want 3 items ok and no retry charged", r)
+	}
+	if !strings.Contains(second.stderr.String(), "while no master watched; no retry charged") {
+		t.Fatalf("the new master did not say how it found the item:\n%s", second.stderr.String())
+	}
+}

@@ -415,7 +415,9 @@ func (w *waiter) sweep() error {
 		}
 		why := "its worker vanished while no master watched"
 		if charged == t.Charged {
-			why = "its ticket was taken but it was never leased (a reply lost to a connection drop?)"
+			// On a first attempt the two causes leave the same trace;
+			// the benefit of the doubt goes to the item.
+			why = "it has neither lease nor result: its ticket's reply was lost, or its worker vanished while no master watched; no retry charged"
 		}
 		if err := w.handOut(t, charged, why); err != nil {
 			return err
