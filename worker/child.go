@@ -25,6 +25,14 @@ const retryPause = 200 * time.Millisecond
 // runOne runs the command on one claim (nil with NoQueue) and records the
 // result; it returns the status zkdog run should exit with.
 func (w *Worker) runOne(ctx context.Context, c *job.Claim) int {
+	if sig := w.stopping.Load(); sig != 0 && c != nil {
+		// Asked to stop between taking the item and starting on it: the
+		// item goes back untouched, with no attempt used.
+		if err := w.j.Release(*c); err != nil {
+			w.log.Warn("could not give the item back; the master will find it", "item", c.Index, "err", err)
+		}
+		return 128 + int(sig)
+	}
 	item := ""
 	if c != nil {
 		item = string(c.Data)

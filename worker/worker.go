@@ -101,8 +101,9 @@ type Worker struct {
 	abortReason atomic.Pointer[string]
 	// stopping holds the signal (TERM or INT) that asked zkdog to stop, 0
 	// if none: no item is taken after it. While a child runs, supervise
-	// relays the same signal to it and stops it.
+	// relays the same signal to it and stops it. stopped is closed then.
 	stopping atomic.Int32
+	stopped  chan struct{}
 }
 
 // Run does the whole zkdog run and returns the process exit code. A
@@ -111,7 +112,7 @@ func Run(ctx context.Context, sess *zkconn.Session, j *job.Job, cfg Config) (int
 	if len(cfg.Command) == 0 {
 		return ExitFailed, errors.New("worker: no command given; put it after --")
 	}
-	w := &Worker{sess: sess, j: j, cfg: cfg, log: cfg.Log}
+	w := &Worker{sess: sess, j: j, cfg: cfg, log: cfg.Log, stopped: make(chan struct{})}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -160,6 +161,7 @@ func Run(ctx context.Context, sess *zkconn.Session, j *job.Job, cfg Config) (int
 		select {
 		case s := <-stopSigs:
 			w.stopping.Store(int32(s.(syscall.Signal)))
+			close(w.stopped)
 		case <-actx.Done():
 		}
 	}()
@@ -285,9 +287,8 @@ func (w *Worker) awaitRetries(ctx context.Context) (bool, error) {
 				waiting = false
 			case <-tick.C:
 				w.timer.Progress()
-				if sig := w.stopping.Load(); sig != 0 {
-					return false, fmt.Errorf("signal %v", syscall.Signal(sig))
-				}
+			case <-w.stopped:
+				return false, fmt.Errorf("signal %v", syscall.Signal(w.stopping.Load()))
 			case <-ctx.Done():
 				return false, ctx.Err()
 			case <-w.abort:
