@@ -199,6 +199,9 @@ func (w *Worker) drain(ctx context.Context) (int, error) {
 		c, err := w.take(lease)
 		if errors.Is(err, job.ErrEmpty) && w.cfg.Loop && w.cfg.UntilDone {
 			more, werr := w.awaitRetries(ctx)
+			if sig := w.stopping.Load(); sig != 0 {
+				return 128 + int(sig), nil
+			}
 			if werr != nil {
 				w.log.Error("stopping: no more items taken", "err", werr)
 				return status, nil
