@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 
@@ -84,7 +85,12 @@ func TestEnsembleFailover(t *testing.T) {
 // done counter.
 func waitDone(t *testing.T, conn *zk.Conn, root string, n int) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d results", n), func() bool {
+	waitDoneUpTo(t, waitLimit, conn, root, n)
+}
+
+func waitDoneUpTo(t *testing.T, limit time.Duration, conn *zk.Conn, root string, n int) {
+	t.Helper()
+	waitForUpTo(t, limit, fmt.Sprintf("%d results", n), func() bool {
 		_, st, err := conn.Exists(root + "/done")
 		return err == nil && st != nil && int(st.Version) >= n
 	})

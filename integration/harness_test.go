@@ -308,7 +308,12 @@ func waitJob(t *testing.T, conn *zk.Conn, root string) protocol.Job {
 // processes) that no watch can report.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
+	waitForUpTo(t, waitLimit, what, cond)
+}
+
+func waitForUpTo(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
