@@ -258,8 +258,8 @@ func (c *Cluster) poll(ctx context.Context, what string, check func() (bool, err
 			return nil
 		}
 		for _, d := range []*daemon{c.ctld, c.slurm} {
-			if d != nil && d.exited() {
-				err := fmt.Errorf("slurmtest: %s exited (%v) while waiting for %s", d.name, d.err, what)
+			if d != nil && d.Exited() {
+				err := fmt.Errorf("slurmtest: %s exited (%v) while waiting for %s", d.name, d.Err(), what)
 				if bytes.Contains(c.readLog(d.name), []byte("Address already in use")) {
 					err = fmt.Errorf("%w: %w", err, errPortInUse)
 				}
@@ -329,7 +329,7 @@ func (c *Cluster) Stop() error {
 // no job process outlives the cluster: slurmstepd, not slurmd, is their
 // parent, and it keeps running without slurmd.
 func (c *Cluster) cancelAll() error {
-	if c.ctld == nil || c.ctld.exited() || c.slurm == nil || c.slurm.exited() {
+	if c.ctld == nil || c.ctld.Exited() || c.slurm == nil || c.slurm.Exited() {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.killWait+drainSlack)
@@ -362,7 +362,7 @@ func (c *Cluster) stopDaemons() {
 	// failing to reach it.
 	for _, d := range []*daemon{c.slurm, c.ctld} {
 		if d != nil {
-			d.stop(daemonGrace)
+			d.Stop(daemonGrace)
 		}
 	}
 }

@@ -120,7 +120,7 @@ func (e *Ensemble) start(ctx context.Context) error {
 		// Checked after Leader, which ignores members that are not
 		// running: a member that died meanwhile must fail the start.
 		for i, p := range procs {
-			if p.exited() {
+			if p.Exited() {
 				return e.members[i].exitError(p)
 			}
 		}
@@ -282,7 +282,7 @@ func (e *Ensemble) abort() {
 	for _, m := range e.members {
 		wg.Go(func() {
 			if p := m.running(); p != nil {
-				p.stop(0)
+				p.Stop(0)
 			}
 			releasePorts(m.ports)
 		})

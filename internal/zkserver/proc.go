@@ -5,10 +5,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/zkdog/zkdog/internal/procs"
 )
 
 // stopGrace is how long Stop and Restart let ZooKeeper shut down after
@@ -17,78 +17,19 @@ const stopGrace = 5 * time.Second
 
 // proc is one run of a JVM.
 type proc struct {
-	cmd      *exec.Cmd
-	logStart int64         // offset of this run's output in the log file
-	done     chan struct{} // closed once the JVM has exited and been reaped
-	err      error         // cmd.Wait's result; read it only after done
+	*procs.Proc
+	logStart int64 // offset of this run's output in the log file
 }
 
-// launch starts cmd and reaps it in the background. afterWait runs once the
-// process has exited and its output has been copied.
-//
-// Pdeathsig fires when the forking *thread* exits, not the process, and the
-// Go runtime exits a thread whenever a goroutine returns while locked to it
-// (some libraries lock threads on purpose; so may our caller). Forked from
-// an arbitrary thread, the JVM could thus be killed at any moment by
-// unrelated code (https://go.dev/issue/27505). So the child is forked from
-// a goroutine locked to its thread, which then waits for the child there:
-// the thread runs nothing else and lives exactly as long as the child. The
-// cost is one parked thread per JVM.
+// launch starts cmd and reaps it in the background (see procs.Launch);
+// afterWait runs once the process has exited and its output has been
+// copied.
 func launch(cmd *exec.Cmd, logStart int64, afterWait func()) (*proc, error) {
-	p := &proc{cmd: cmd, logStart: logStart, done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// Unlocking after Wait is safe: the child is gone, so the thread
-		// may be reused or exited freely.
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		p.err = cmd.Wait()
-		if afterWait != nil {
-			afterWait()
-		}
-		close(p.done)
-	}()
-	if err := <-started; err != nil {
+	p, err := procs.Launch(cmd, afterWait)
+	if err != nil {
 		return nil, err
 	}
-	return p, nil
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop ends the process and waits until it is reaped: with SIGTERM first if
-// grace > 0, then SIGKILL. Signals go through os.Process, which on Linux
-// uses a pidfd, so a recycled pid can never be hit.
-func (p *proc) stop(grace time.Duration) {
-	if grace > 0 {
-		if p.cmd.Process.Signal(syscall.SIGTERM) == nil {
-			t := time.NewTimer(grace)
-			defer t.Stop()
-			select {
-			case <-p.done:
-				return
-			case <-t.C:
-			}
-		}
-	}
-	// An error means the process has already exited; done is then closed
-	// or about to be.
-	_ = p.cmd.Process.Kill()
-	<-p.done
+	return &proc{Proc: p, logStart: logStart}, nil
 }
 
 // logMu serialises writes to every Config.Log, which may be shared by the

@@ -126,7 +126,7 @@ func (s *Server) LogTail(n int) string { return tailFile(s.LogPath(), 0, n) }
 // Pid returns the JVM's process id, or 0 when it is not running.
 func (s *Server) Pid() int {
 	if p := s.running(); p != nil {
-		return p.pid()
+		return p.Pid()
 	}
 	return 0
 }
@@ -167,7 +167,7 @@ func (s *Server) stop(grace time.Duration, removeData bool) error {
 	s.mu.Unlock()
 
 	if p != nil {
-		p.stop(grace)
+		p.Stop(grace)
 	}
 	releasePorts(s.ports)
 	return removeDir(s.dir, removeData)
@@ -183,7 +183,7 @@ func (s *Server) Kill() error {
 		return ErrStopped
 	}
 	if p := s.running(); p != nil {
-		p.stop(0)
+		p.Stop(0)
 	}
 	return nil
 }
@@ -200,7 +200,7 @@ func (s *Server) Restart(ctx context.Context) error {
 		return ErrStopped
 	}
 	if p := s.running(); p != nil {
-		p.stop(stopGrace)
+		p.Stop(stopGrace)
 	}
 	ctx, cancel := withDefaultTimeout(ctx, StartTimeout)
 	defer cancel()
@@ -217,7 +217,7 @@ func (s *Server) isStopped() bool {
 func (s *Server) running() *proc {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.proc == nil || s.proc.exited() {
+	if s.proc == nil || s.proc.Exited() {
 		return nil
 	}
 	return s.proc
@@ -230,7 +230,7 @@ func (s *Server) start(ctx context.Context) error {
 		return err
 	}
 	if err := s.waitServing(ctx, p); err != nil {
-		p.stop(0)
+		p.Stop(0)
 		return err
 	}
 	return nil
@@ -303,7 +303,6 @@ func (s *Server) command() *exec.Cmd {
 	// A JVM crash report (hs_err_pid*.log) then lands next to the log
 	// rather than in the caller's working directory.
 	cmd.Dir = s.dir
-	cmd.SysProcAttr = sysProcAttr()
 	return cmd
 }
 
@@ -325,7 +324,7 @@ func (s *Server) waitServing(ctx context.Context, p *proc) error {
 		}
 		last = err
 		select {
-		case <-p.done:
+		case <-p.Done():
 			return s.exitError(p)
 		case <-ctx.Done():
 			return fmt.Errorf("zkserver: %s not serving after %v: %w (last srvr: %v)%s",
@@ -338,7 +337,7 @@ func (s *Server) waitServing(ctx context.Context, p *proc) error {
 // exitError describes a run that ended before it served.
 func (s *Server) exitError(p *proc) error {
 	tail := s.runTail(p)
-	err := fmt.Errorf("zkserver: %s: %w during start-up (%v)%s", s.addr, ErrExited, p.err, tail)
+	err := fmt.Errorf("zkserver: %s: %w during start-up (%v)%s", s.addr, ErrExited, p.Err(), tail)
 	if strings.Contains(tail, "Address already in use") {
 		err = fmt.Errorf("%w: %w", ErrPortInUse, err)
 	}
