@@ -28,13 +28,9 @@ func clearCommand() *cli.Command {
 }
 
 func clearAction(c *cli.Context) error {
-	t, err := parseTarget(c)
+	t, sess, j, err := openJob(c, c.Context)
 	if err != nil {
-		return exitWith(exitUsage, err)
-	}
-	sess, j, err := t.dial(c.Context)
-	if err != nil {
-		return exitWith(exitZooKeeper, err)
+		return err
 	}
 	defer sess.Close()
 	s, err := master.ReadStatus(j)

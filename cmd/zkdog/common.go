@@ -130,6 +130,21 @@ func (t target) dial(ctx context.Context) (*zkconn.Session, *job.Job, error) {
 	return sess, job.New(sess.Conn(), t.layout), nil
 }
 
+// openJob is the start of every operator command: checked flags and a
+// session, with errors already carrying their exit codes (2 for flags, 6
+// for ZooKeeper). The caller closes the session.
+func openJob(c *cli.Context, ctx context.Context) (target, *zkconn.Session, *job.Job, error) {
+	t, err := parseTarget(c)
+	if err != nil {
+		return t, nil, nil, exitWith(exitUsage, err)
+	}
+	sess, j, err := t.dial(ctx)
+	if err != nil {
+		return t, nil, nil, exitWith(exitZooKeeper, err)
+	}
+	return t, sess, j, nil
+}
+
 func hostPid() string {
 	h, _ := os.Hostname()
 	return fmt.Sprintf("%s:%d", h, os.Getpid())

@@ -29,13 +29,9 @@ func consumeCommand() *cli.Command {
 }
 
 func consumeAction(c *cli.Context) error {
-	t, err := parseTarget(c)
+	_, sess, j, err := openJob(c, c.Context)
 	if err != nil {
-		return exitWith(exitUsage, err)
-	}
-	sess, j, err := t.dial(c.Context)
-	if err != nil {
-		return exitWith(exitZooKeeper, err)
+		return err
 	}
 	defer sess.Close()
 	id := c.String(flagID)

@@ -43,13 +43,9 @@ func kickAction(c *cli.Context) error {
 }
 
 func kickRemote(c *cli.Context, name string) error {
-	t, err := parseTarget(c)
+	_, sess, j, err := openJob(c, c.Context)
 	if err != nil {
-		return exitWith(exitUsage, err)
-	}
-	sess, j, err := t.dial(c.Context)
-	if err != nil {
-		return exitWith(exitZooKeeper, err)
+		return err
 	}
 	defer sess.Close()
 	if err := j.Kick(name); err != nil {

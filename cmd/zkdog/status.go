@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -33,15 +32,11 @@ func statusCommand() *cli.Command {
 }
 
 func statusAction(c *cli.Context) error {
-	t, err := parseTarget(c)
-	if err != nil {
-		return exitWith(exitUsage, err)
-	}
 	ctx, _, stop := interruptible(c.Context)
 	defer stop()
-	sess, j, err := t.dial(ctx)
+	_, sess, j, err := openJob(c, ctx)
 	if err != nil {
-		return exitWith(exitZooKeeper, err)
+		return err
 	}
 	defer sess.Close()
 	every := durationOf(c, flagWatch)
@@ -88,13 +83,9 @@ func timersCommand() *cli.Command {
 }
 
 func timersAction(c *cli.Context) error {
-	t, err := parseTarget(c)
+	_, sess, j, err := openJob(c, c.Context)
 	if err != nil {
-		return exitWith(exitUsage, err)
-	}
-	sess, j, err := t.dial(context.Background())
-	if err != nil {
-		return exitWith(exitZooKeeper, err)
+		return err
 	}
 	defer sess.Close()
 	s, err := master.ReadStatus(j)
