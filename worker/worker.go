@@ -377,15 +377,18 @@ func (w *Worker) watchAbort(ctx context.Context) <-chan struct{} {
 				close(out)
 				return
 			}
+			var retry <-chan time.Time
 			if err != nil {
-				ch = nil
+				// No watch is set: look again shortly.
+				ch, retry = nil, time.After(retryPause)
 			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-ch:
-			case <-time.After(time.Second):
-				// Re-arm after an error or an expired session.
+				// Fired: the node was created, or the session was lost
+				// (EventNotWatching); either way, look again.
+			case <-retry:
 			}
 		}
 	}()

@@ -87,7 +87,16 @@ type Config struct {
 	// Jar is the ZooKeeper server jar; "" means DefaultJar. Its manifest
 	// must reference the jars it depends on, as Debian's does.
 	Jar string
+
+	// Heap is the JVM's maximum heap in bytes; 0 means DefaultHeap. A
+	// znode costs ZooKeeper about 840 bytes of live heap, so a job of a
+	// million items needs well over a gigabyte.
+	Heap int64
 }
+
+// DefaultHeap fits the jobs of the tests (a hundred thousand items need
+// about 90 MiB) with room to spare, without a big JVM on a small machine.
+const DefaultHeap = 512 << 20
 
 // withDefaults returns c with its zero fields filled in. It does not check
 // that the binaries exist: see installed.
@@ -117,6 +126,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Jar == "" {
 		c.Jar = DefaultJar
+	}
+	if c.Heap <= 0 {
+		c.Heap = DefaultHeap
 	}
 	return c
 }

@@ -290,7 +290,7 @@ func (s *Server) command() *exec.Cmd {
 	cmd := exec.Command(s.cfg.Java,
 		// Small heap, serial GC and C1 only: ZooKeeper serves in a third
 		// of a second and several JVMs fit on a small CI machine.
-		"-Xms32m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+		"-Xms32m", fmt.Sprintf("-Xmx%dm", max(s.cfg.Heap>>20, 64)), "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
 		// No hsperfdata file in /tmp, which a killed JVM would leave.
 		"-XX:-UsePerfData",
 		"-Dorg.slf4j.simpleLogger.defaultLogLevel="+s.cfg.LogLevel,
