@@ -69,7 +69,6 @@ type Timer struct {
 	data protocol.Timer
 	now  func() time.Duration
 
-	update chan struct{}
 	stop   chan struct{}
 	done   chan struct{}
 	err    error // set before done closes
@@ -93,7 +92,6 @@ func Start(sess *zkconn.Session, j *job.Job, data protocol.Timer, opts ...Option
 	t := &Timer{
 		sess: sess, j: j, path: p, opts: o, data: data,
 		now:    func() time.Duration { return time.Since(start) },
-		update: make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
@@ -116,18 +114,6 @@ func (t *Timer) SinceKick() time.Duration { return t.now() - time.Duration(t.las
 
 // Kicks is how many times the timer has been kicked.
 func (t *Timer) Kicks() int64 { return t.kicks.Load() }
-
-// SetItem records the item being worked on in the timer's data; the write
-// is also a kick, since taking an item is progress.
-func (t *Timer) SetItem(index, attempt int, label string) {
-	t.mu.Lock()
-	t.data.Item, t.data.Attempt, t.data.Label = index, attempt, label
-	t.mu.Unlock()
-	select {
-	case t.update <- struct{}{}:
-	default:
-	}
-}
 
 // Done is closed once the timer is gone.
 func (t *Timer) Done() <-chan struct{} { return t.done }
@@ -167,11 +153,6 @@ func (t *Timer) run() {
 				return
 			}
 			gone = t.watch()
-		case <-t.update:
-			if err := t.kick(); err != nil {
-				t.finish(err, false)
-				return
-			}
 		case <-ticker.C:
 			if !t.progress.Swap(false) {
 				continue

@@ -74,6 +74,9 @@ func ReadStatus(j *job.Job) (JobStatus, error) {
 	if err != nil {
 		return s, err
 	}
+	if err := j.AttachWork(timers); err != nil {
+		return s, err
+	}
 	s.Measured = now
 	for _, t := range timers {
 		ts := TimerStatus{TimerReport: timerReport(t), Expired: t.Expired(spec.Timer())}

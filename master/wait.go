@@ -457,6 +457,9 @@ func (w *waiter) checkTimers() (*Report, error) {
 		return nil, nil
 	}
 	slices.SortFunc(expired, func(a, b job.TimerState) int { return int(b.Age - a.Age) })
+	if err := w.j.AttachWork(expired); err != nil {
+		w.cfg.Log.Warn("could not read what the hung workers were doing", "err", err)
+	}
 	t := expired[0]
 	reason := fmt.Sprintf("timer %s (%s) un-kicked for %v, over the %v limit", t.Name, describe(t), t.Age.Round(time.Millisecond), limit)
 	w.cfg.Log.Error("hung worker: aborting the job", "timer", t.Name, "id", t.ID, "host", t.Host, "pid", t.Pid, "item", t.Item, "age", t.Age)

@@ -303,16 +303,9 @@ func Start(cfg Config) (*Child, error) {
 	return c, nil
 }
 
-// run starts the child and then owns the wait for it. The goroutine keeps
-// its OS thread for the child's whole life because the kernel delivers
-// PR_SET_PDEATHSIG when the *thread* that forked the child exits, and the
-// Go runtime does end threads (golang/go#27505). The thread costs
-// nothing extra: waiting blocks it in waitid anyway.
+// run starts the child and then owns the wait for it.
 func (c *Child) run(started chan<- error, parentEnds []*os.File) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-
-	err := c.cmd.Start()
+	err := startOnForker(c.cmd)
 	// The child has its copies now; ours would keep the pipes from ever
 	// reaching EOF.
 	for _, f := range parentEnds {
@@ -404,6 +397,40 @@ func exitFrom(ps *os.ProcessState, _ error) Exit {
 		return Exit{Code: -1, Signal: ws.Signal(), CoreDumped: ws.CoreDump()}
 	}
 	return Exit{Code: ws.ExitStatus()}
+}
+
+// forks carries start requests to the forker goroutine.
+var (
+	forkerOnce sync.Once
+	forks      chan forkRequest
+)
+
+type forkRequest struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// startOnForker starts cmd from one goroutine locked, for the life of the
+// process, to an OS thread of its own. The kernel delivers
+// PR_SET_PDEATHSIG when the *thread* that forked the child exits, and the
+// Go runtime does end threads (golang/go#27505), so a child forked from an
+// arbitrary thread could be killed at any moment. Locking a thread per
+// child instead would make every wait for a child a hand-off between
+// threads, which for a loop over short commands costs more than the
+// commands themselves.
+func startOnForker(cmd *exec.Cmd) error {
+	forkerOnce.Do(func() {
+		forks = make(chan forkRequest)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread must outlive every child
+			for r := range forks {
+				r.done <- r.cmd.Start()
+			}
+		}()
+	})
+	r := forkRequest{cmd: cmd, done: make(chan error, 1)}
+	forks <- r
+	return <-r.done
 }
 
 // Pid returns the child's process id, which is also its process group id.

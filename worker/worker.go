@@ -138,7 +138,7 @@ func Run(ctx context.Context, sess *zkconn.Session, j *job.Job, cfg Config) (int
 	if kick <= 0 {
 		kick = spec.Timer() / 4
 	}
-	w.timer, err = heartbeat.Start(sess, j, protocol.Timer{ID: w.cfg.ID, Host: w.host, Pid: os.Getpid(), Item: -1},
+	w.timer, err = heartbeat.Start(sess, j, protocol.Timer{ID: w.cfg.ID, Host: w.host, Pid: os.Getpid()},
 		heartbeat.WithKickInterval(kick), heartbeat.WithLogger(w.log))
 	if err != nil {
 		return ExitFailed, err
@@ -223,7 +223,7 @@ func (w *Worker) drain(ctx context.Context) (int, error) {
 			w.log.Error("could not take another item", "err", err)
 			return status, nil
 		}
-		w.timer.SetItem(c.Index, c.Attempt, protocol.Label(c.Data))
+		w.timer.Progress() // taking an item is progress
 		w.log.Info("took item", "item", c.Index, "attempt", c.Attempt, "label", protocol.Label(c.Data))
 		if code := w.runOne(ctx, &c); code != 0 {
 			status = code
@@ -258,7 +258,6 @@ func (w *Worker) take(lease protocol.Lease) (job.Claim, error) {
 func (w *Worker) awaitRetries(ctx context.Context) (bool, error) {
 	tick := time.NewTicker(max(w.spec.Timer()/8, 10*time.Millisecond))
 	defer tick.Stop()
-	w.timer.SetItem(-1, 0, "")
 	logged := false
 	for {
 		retry, _, retryW, err := w.j.Conn().ChildrenW(w.j.L.Retry())

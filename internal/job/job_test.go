@@ -241,7 +241,7 @@ func TestTimerAgeUsesServerClock(t *testing.T) {
 	if err := j.Create(spec(), nil); err != nil {
 		t.Fatal(err)
 	}
-	p, err := j.CreateTimer(protocol.Timer{ID: "w1", Host: "h", Pid: 1, Item: -1})
+	p, err := j.CreateTimer(protocol.Timer{ID: "w1", Host: "h", Pid: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

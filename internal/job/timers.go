@@ -31,6 +31,11 @@ func (j *Job) CreateTimer(t protocol.Timer) (string, error) {
 type TimerState struct {
 	Name string
 	protocol.Timer
+	// Item, Attempt and Label say what the worker is working on, once
+	// AttachWork has looked; Item is -1 when nothing (or not looked).
+	Item    int
+	Attempt int
+	Label   string
 	// Kicked is the server time of the last kick (or the creation).
 	Kicked time.Time
 	// Age is how long ago, by the server's clock, it was last kicked.
@@ -74,9 +79,9 @@ func (j *Job) Timers() (time.Time, []TimerState, error) {
 			if err != nil {
 				// Its age still counts: a timer nobody can read must
 				// not hide a hung worker.
-				t = protocol.Timer{ID: fmt.Sprintf("(unreadable %s: %v)", path.Join(j.L.Timers(), name), err), Item: -1}
+				t = protocol.Timer{ID: fmt.Sprintf("(unreadable %s: %v)", path.Join(j.L.Timers(), name), err)}
 			}
-			states[i] = &TimerState{Name: name, Timer: t, Kicked: time.UnixMilli(st.Mtime), Owner: st.EphemeralOwner}
+			states[i] = &TimerState{Name: name, Timer: t, Item: -1, Kicked: time.UnixMilli(st.Mtime), Owner: st.EphemeralOwner}
 			return nil
 		})
 	}
@@ -112,4 +117,57 @@ func (j *Job) Kick(name string) error {
 		return fmt.Errorf("job: kicking %s: %w", p, err)
 	}
 	return nil
+}
+
+// AttachWork fills in what each timer's worker is working on, from the
+// leases (which name their worker's timer) and the items' text. It costs a
+// read per lease and per item found, so it is for reports, not for every
+// poll.
+func (j *Job) AttachWork(timers []TimerState) error {
+	names, _, err := j.conn.Children(j.L.Leases())
+	if err != nil {
+		return fmt.Errorf("job: listing leases: %w", err)
+	}
+	owners := make([]string, len(names))
+	fns := make([]func() error, 0, len(names))
+	for i, n := range names {
+		fns = append(fns, func() error {
+			b, _, err := j.conn.Get(j.L.Leases() + "/" + n)
+			if errors.Is(err, zk.ErrNoNode) {
+				return nil // finished meanwhile
+			}
+			if err != nil {
+				return err
+			}
+			if l, err := protocol.DecodeLease(b); err == nil {
+				owners[i] = l.Timer
+			}
+			return nil
+		})
+	}
+	if err := parallel(32, fns...); err != nil {
+		return fmt.Errorf("job: reading leases: %w", err)
+	}
+	byTimer := make(map[string]int, len(timers))
+	for i := range timers {
+		byTimer[timers[i].Name] = i
+	}
+	fns = fns[:0]
+	for i, n := range names {
+		k, ok := byTimer[owners[i]]
+		turn, err := protocol.ParseTurn(n)
+		if !ok || err != nil {
+			continue
+		}
+		t := &timers[k]
+		t.Item, t.Attempt = turn.Index, turn.Attempt
+		fns = append(fns, func() error {
+			b, _, err := j.conn.Get(j.L.Item(turn.Index))
+			if err == nil {
+				t.Label = protocol.Label(b)
+			}
+			return nil // the label is a courtesy
+		})
+	}
+	return parallel(32, fns...)
 }

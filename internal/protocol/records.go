@@ -48,7 +48,9 @@ type Job struct {
 // Timer returns the job's timer limit.
 func (j Job) Timer() time.Duration { return time.Duration(j.TimerMillis) * time.Millisecond }
 
-// Timer is the data of a worker's ephemeral timer.
+// Timer is the data of a worker's ephemeral timer. What the worker is
+// working on is in its lease, not here: taking an item then costs no
+// write to the timer.
 type Timer struct {
 	V int `json:"v"`
 	// ID names the worker the way its scheduler does (array job and task),
@@ -56,12 +58,6 @@ type Timer struct {
 	ID   string `json:"id"`
 	Host string `json:"host"`
 	Pid  int    `json:"pid"`
-	// Item is the index of the item being worked on, -1 when none.
-	Item int `json:"item"`
-	// Attempt is the attempt number of Item.
-	Attempt int `json:"attempt,omitempty"`
-	// Label is the start of the item's text, for people reading reports.
-	Label string `json:"label,omitempty"`
 	// Kicks counts the kicks so far; every kick rewrites the data, which is
 	// what moves the znode's mtime.
 	Kicks int64 `json:"kicks"`
