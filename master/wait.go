@@ -142,45 +142,71 @@ func (w *waiter) waitBarrier(ctx context.Context) error {
 }
 
 // watch is one re-armable watch; arm reads the state and sets the watch.
+// A watch with every > 0 is re-armed at most that often: the result
+// counter and the leases change with every item, and with a thousand
+// workers re-reading them on every change would cost the server thousands
+// of reads a second. Whatever changed meanwhile is read at the next arm.
 type watch struct {
-	ch  <-chan zk.Event
-	arm func() (<-chan zk.Event, error)
+	ch    <-chan zk.Event
+	arm   func() (<-chan zk.Event, error)
+	every time.Duration
+	armed time.Time
 }
 
+// rearmEvery bounds how often the result counter and the leases are
+// re-read. It adds at most this much to how late the master notices the
+// last result; the end of a job is normally noticed through the timers,
+// which are re-read at once.
+const rearmEvery = 50 * time.Millisecond
+
 func (w *waiter) follow(ctx context.Context) (Report, error) {
-	watches := []*watch{
-		{arm: w.armDone},
-		{arm: w.armTimers},
-		{arm: w.armLeases},
-	}
+	done := &watch{arm: w.armDone, every: rearmEvery}
+	watches := []*watch{done, {arm: w.armTimers}, {arm: w.armLeases, every: rearmEvery}}
 	poll := time.NewTicker(w.cfg.Poll)
 	defer poll.Stop()
 	w.lastRead = time.Now()
-	var retry <-chan time.Time
-	armAll := func() bool {
-		ok := true
+	var retry, wake <-chan time.Time
+	// armAll re-arms the watches that fired, those not rate-limited (or
+	// all, with force) at once; it reports false once the job is gone.
+	armAll := func(force bool) bool {
+		failed := false
+		var due time.Time
 		for _, wt := range watches {
 			if wt.ch != nil {
 				continue
 			}
-			ch, err := wt.arm()
-			if err != nil {
-				if errors.Is(err, zk.ErrNoNode) {
-					return false
+			if next := wt.armed.Add(wt.every); !force && time.Now().Before(next) {
+				if due.IsZero() || next.Before(due) {
+					due = next
 				}
-				w.cfg.Log.Warn("reading the job; will retry", "err", err)
-				ok = false
 				continue
 			}
-			wt.ch = ch
+			ch, err := wt.arm()
+			if errors.Is(err, zk.ErrNoNode) {
+				return false
+			}
+			if err != nil {
+				w.cfg.Log.Warn("reading the job; will retry", "err", err)
+				failed = true
+				continue
+			}
+			wt.ch, wt.armed = ch, time.Now()
 		}
-		if !ok {
+		if failed {
 			retry = time.After(retryBackoff)
+		}
+		if !due.IsZero() {
+			wake = time.After(time.Until(due))
 		}
 		return true
 	}
 	for {
-		if !armAll() {
+		if !armAll(false) {
+			return w.report(ExitZooKeeper, "the job was removed while the master waited", nil), fmt.Errorf("%w at %s (it was removed)", job.ErrNoJob, w.j.L.Root)
+		}
+		// The last worker has gone: make sure the count of results is
+		// current rather than wait for its rate limit.
+		if len(w.timers) == 0 && done.ch == nil && !armAll(true) {
 			return w.report(ExitZooKeeper, "the job was removed while the master waited", nil), fmt.Errorf("%w at %s (it was removed)", job.ErrNoJob, w.j.L.Root)
 		}
 		if w.cfg.OnStatus != nil {
@@ -193,6 +219,7 @@ func (w *waiter) follow(ctx context.Context) (Report, error) {
 		case <-ctx.Done():
 			return w.report(ExitOK, "interrupted", nil), ctx.Err()
 		case <-retry:
+		case <-wake:
 		case <-poll.C:
 			r, err := w.checkTimers()
 			if err != nil {
