@@ -50,7 +50,11 @@ var steps = []step{
 	{"pool", "a pool of looping workers vs raw concurrent creates", (*env).pool},
 	{"idle", "idle supervision cost: CPU, RSS, writes", (*env).idle},
 	{"consume", "consume rate from a large queue vs a small one", (*env).consume},
+	{"scale", "a large job worked by many concurrent workers and reported (opt-in: -only scale)", (*env).scale},
 }
+
+// optIn steps run only when named with -only: they take minutes.
+var optIn = map[string]bool{"scale": true}
 
 // sizes are the knobs of every measurement; full and quick presets, each
 // overridable by its flag.
@@ -72,6 +76,8 @@ type sizes struct {
 	Idle            time.Duration // measured window of each idle run
 	IdleTimer       time.Duration // the job's timer limit in idle runs
 	SettleDelay     time.Duration // pause between a worker's start and the idle window
+	ScaleItems      int           // items of the scale job
+	ScaleWorkers    int           // concurrent workers of the scale job
 }
 
 var (
@@ -80,12 +86,14 @@ var (
 		PoolItems: 4000, Workers: 16, RawCreates: 20_000, Big: 1_000_000, Small: 1000,
 		Consumes: 1000, FallbackBig: 250_000, KazooBig: 20_000, KazooBigConsume: 200,
 		Idle: time.Minute, IdleTimer: 30 * time.Second, SettleDelay: 2 * time.Second,
+		ScaleItems: 1_000_000, ScaleWorkers: 1000,
 	}
 	quick = sizes{
 		Fill: 10_000, FillReps: 1, Runs: 10, ExitRuns: 3, LoopItems: 200,
 		PoolItems: 400, Workers: 16, RawCreates: 2000, Big: 20_000, Small: 1000,
 		Consumes: 200, FallbackBig: 10_000, KazooBig: 2000, KazooBigConsume: 50,
 		Idle: 5 * time.Second, IdleTimer: 4 * time.Second, SettleDelay: time.Second,
+		ScaleItems: 20_000, ScaleWorkers: 100,
 	}
 )
 
@@ -138,6 +146,8 @@ func run() int {
 	flag.IntVar(&sz.FallbackBig, "fallback-big", -1, "if the large queue does not fit in ZooKeeper's heap, restart it and use this many items instead; 0 gives up (default 250000; 10000 with -quick)")
 	flag.IntVar(&sz.KazooBig, "kazoo-big", 0, "items queued for Kazoo's large-queue run; at most -loop-items skips it (default 20000; 2000 with -quick)")
 	flag.IntVar(&sz.KazooBigConsume, "kazoo-big-consume", 0, "items Kazoo consumes from its large queue (default 200; 50 with -quick)")
+	flag.IntVar(&sz.ScaleItems, "scale-items", 0, "items of the scale step's job (default 1000000; 20000 with -quick)")
+	flag.IntVar(&sz.ScaleWorkers, "scale-workers", 0, "concurrent in-process workers of the scale step (default 1000; 100 with -quick)")
 	flag.DurationVar(&sz.Idle, "idle", 0, "measured window of each idle-supervision run (default 1m; 5s with -quick)")
 	flag.DurationVar(&sz.IdleTimer, "idle-timer", 0, "the job's timer limit in the idle runs; workers kick at most every quarter of it (default 30s; 4s with -quick)")
 	flag.Usage = func() {
@@ -401,6 +411,8 @@ func withPreset(sz, p sizes) sizes {
 	set(&sz.Consumes, p.Consumes)
 	set(&sz.KazooBig, p.KazooBig)
 	set(&sz.KazooBigConsume, p.KazooBigConsume)
+	set(&sz.ScaleItems, p.ScaleItems)
+	set(&sz.ScaleWorkers, p.ScaleWorkers)
 	if sz.FallbackBig < 0 {
 		sz.FallbackBig = p.FallbackBig
 	}
@@ -412,7 +424,13 @@ func withPreset(sz, p sizes) sizes {
 
 func selectSteps(only string) ([]step, error) {
 	if strings.TrimSpace(only) == "" {
-		return steps, nil
+		var out []step
+		for _, s := range steps {
+			if !optIn[s.name] {
+				out = append(out, s)
+			}
+		}
+		return out, nil
 	}
 	var out []step
 	for _, name := range strings.Split(only, ",") {

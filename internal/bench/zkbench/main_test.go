@@ -12,8 +12,16 @@ import (
 
 func TestSelectSteps(t *testing.T) {
 	all, err := selectSteps("")
-	if err != nil || len(all) != len(steps) {
-		t.Fatalf("default selection = %d steps, %v", len(all), err)
+	if err != nil || len(all) != len(steps)-len(optIn) {
+		t.Fatalf("default selection = %d steps, %v; want all but the opt-in ones", len(all), err)
+	}
+	for _, s := range all {
+		if optIn[s.name] {
+			t.Errorf("opt-in step %q runs by default", s.name)
+		}
+	}
+	if scale, err := selectSteps("scale"); err != nil || len(scale) != 1 {
+		t.Errorf("-only scale = %v, %v", names(scale), err)
 	}
 	got, err := selectSteps("consume, fill,fill")
 	if err != nil {
