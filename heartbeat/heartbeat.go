@@ -69,10 +69,10 @@ type Timer struct {
 	data protocol.Timer
 	now  func() time.Duration
 
-	stop   chan struct{}
-	done   chan struct{}
-	err    error // set before done closes
-	once   sync.Once
+	stop chan struct{}
+	done chan struct{}
+	err  error // set before done closes
+	once sync.Once
 }
 
 // Start creates the timer and starts kicking it. The node is created kicked,
@@ -91,9 +91,9 @@ func Start(sess *zkconn.Session, j *job.Job, data protocol.Timer, opts ...Option
 	start := time.Now()
 	t := &Timer{
 		sess: sess, j: j, path: p, opts: o, data: data,
-		now:    func() time.Duration { return time.Since(start) },
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		now:  func() time.Duration { return time.Since(start) },
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
 	}
 	t.lastKick.Store(int64(t.now()))
 	go t.run()

@@ -27,15 +27,6 @@ import (
 // performance assertion: the machines running these tests are shared.
 const hangGuard = 30 * time.Second
 
-// knownBug skips a test that shows a bug in the code under test, so that
-// the suite stays green until it is fixed; ZKDOG_SHOW_BUGS=1 runs it.
-func knownBug(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("ZKDOG_SHOW_BUGS") == "" {
-		t.Skipf("BUG: "+format, args...)
-	}
-}
-
 func itemStrings(items [][]byte) []string {
 	out := make([]string, len(items))
 	for i, it := range items {
@@ -212,7 +203,6 @@ func TestProgressLogThrottles(t *testing.T) {
 // TestProgressLogThrottlesTimerOnly: a timer-only job (no queue) has no
 // "final state" to print at once, so its log must be throttled too.
 func TestProgressLogThrottlesTimerOnly(t *testing.T) {
-	knownBug(t, "Progress.Update never throttles a job with Items == 0: Done >= Items holds, so the master logs a line at every poll (every 5s at most) instead of every LogEvery")
 	var out bytes.Buffer
 	p := master.NewProgress(&out, false)
 	for i := range 100 {
@@ -358,6 +348,25 @@ func (l *statusLog) len() int {
 	return len(l.all)
 }
 
+// waitUntil returns once Wait has reported a status for which cond holds,
+// or after d.
+func (l *statusLog) waitUntil(d time.Duration, cond func(master.Status) bool) {
+	timeout := time.After(d)
+	for {
+		l.mu.Lock()
+		ok := slices.ContainsFunc(l.all, cond)
+		l.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-l.notify:
+		case <-timeout:
+			return
+		}
+	}
+}
+
 // waitFor returns once Wait has reported a status for which cond holds.
 func (l *statusLog) waitFor(t *testing.T, what string, cond func(master.Status) bool) {
 	t.Helper()
@@ -487,6 +496,14 @@ func record(t *testing.T, w *job.Job, c job.Claim, o protocol.Outcome, exit int,
 	}
 }
 
+// vanishPoll is the poll of the tests where a worker vanishes. The master
+// re-reads the leases at most every 50ms, and a sweep that finds the item
+// unaccounted for on two polls first hands it out uncharged (see
+// TestWait/vanished_lease_is_charged): polls a second apart leave the
+// master ample time to see the lease go, as in production, where polls are
+// a tenth of the timer.
+const vanishPoll = time.Second
+
 func TestWait(t *testing.T) {
 	srv := zktest.Standalone(t, zktest.WithTickTime(100*time.Millisecond))
 	long := protocol.Job{TimerMillis: 60_000}
@@ -550,7 +567,7 @@ func TestWait(t *testing.T) {
 	t.Run("worker vanishes, no retries", func(t *testing.T) {
 		t.Parallel()
 		j := newJob(t, srv, protocol.Job{TimerMillis: 60_000, Retries: 0}, "a", "b", "c")
-		w := startWait(t, j, master.WaitConfig{})
+		w := startWait(t, j, master.WaitConfig{Poll: vanishPoll})
 		w.following(t)
 		doomed, doomedConn := workerOn(t, srv, j)
 		c := take(t, doomed, "doomed")
@@ -581,7 +598,7 @@ func TestWait(t *testing.T) {
 	t.Run("worker vanishes, one retry", func(t *testing.T) {
 		t.Parallel()
 		j := newJob(t, srv, protocol.Job{TimerMillis: 60_000, Retries: 1}, "a", "b", "c")
-		w := startWait(t, j, master.WaitConfig{})
+		w := startWait(t, j, master.WaitConfig{Poll: vanishPoll})
 		w.following(t)
 		doomed, doomedConn := workerOn(t, srv, j)
 		c := take(t, doomed, "doomed")
@@ -621,6 +638,42 @@ func TestWait(t *testing.T) {
 		res, item, err := j.ResultOf(job.Outcome{Index: c.Index, Outcome: protocol.OK})
 		if err != nil || res.Attempt != 2 || string(item) != "a" {
 			t.Errorf("result of item %d = %+v, %q, %v; want attempt 2 of \"a\"", c.Index, res, item, err)
+		}
+	})
+
+	t.Run("vanished lease is charged", func(t *testing.T) {
+		// The master saw the lease, so the item ran: with no retries its
+		// worker vanishing makes it lost. Fast polls let the sweep, which
+		// treats every first attempt as never run, get there before the
+		// rate-limited re-read of the leases.
+		t.Parallel()
+		j := newJob(t, srv, protocol.Job{TimerMillis: 60_000, Retries: 0}, "a")
+		w := startWait(t, j, master.WaitConfig{Poll: 2 * time.Millisecond})
+		w.following(t)
+		doomed, doomedConn := workerOn(t, srv, j)
+		take(t, doomed, "doomed")
+		w.statuses.waitFor(t, "the lease", func(s master.Status) bool { return s.Running == 1 })
+		doomedConn.Close()
+		uncharged := protocol.Turn{Index: 0, Attempt: 2, Charged: 0}.Name()
+		guard := time.After(hangGuard)
+		for {
+			kids, _, ch, err := j.Conn().ChildrenW(j.L.Retry())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if slices.Contains(kids, uncharged) {
+				t.Fatalf("the item was handed out again uncharged (%s), though the master saw its lease and the job allows no retries", uncharged)
+			}
+			select {
+			case r := <-w.res:
+				if r.err != nil || r.r.Exit != master.ExitLost || r.r.Lost != 1 {
+					t.Errorf("Wait = %+v, %v; want exit %d with the item lost", r.r, r.err, master.ExitLost)
+				}
+				return
+			case <-ch:
+			case <-guard:
+				t.Fatalf("Wait has not returned after %v", hangGuard)
+			}
 		}
 	})
 
@@ -671,10 +724,9 @@ func TestWait(t *testing.T) {
 		// docs/protocol.md: a worker that stops before it started the
 		// command gives the item back (job.Release) on the retry list with
 		// the same attempt; no attempt was made, so nothing is charged.
-		knownBug(t, "Wait treats a lease released by job.Release as a vanished worker: it charges the item (with retries 0 records it lost, exit 5) and strands the released retry entry")
 		t.Parallel()
 		j := newJob(t, srv, protocol.Job{TimerMillis: 60_000, Retries: 0}, "a")
-		w := startWait(t, j, master.WaitConfig{})
+		w := startWait(t, j, master.WaitConfig{Poll: vanishPoll})
 		w.following(t)
 		first, _ := workerOn(t, srv, j)
 		c := take(t, first, "w1")
@@ -683,7 +735,10 @@ func TestWait(t *testing.T) {
 			t.Fatal(err)
 		}
 		w.statuses.waitFor(t, "the lease gone", func(s master.Status) bool { return s.Running == 0 })
-		w.polled(t, 2) // the master has looked at the vanished lease
+		// Give the master the time to act on the vanished lease (it does at
+		// its next poll) before the item is taken again: two polls, or
+		// until it shows it has (requeued or recorded the item).
+		w.statuses.waitUntil(2*vanishPoll+master.MinPoll, func(s master.Status) bool { return s.Retried > 0 || s.Done > 0 })
 		second, _ := workerOn(t, srv, j)
 		c2 := take(t, second, "w2")
 		if c2.Index != 0 || c2.Attempt != 1 {

@@ -41,7 +41,8 @@ func (p *Progress) Update(s Status) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := time.Now()
-	if now.Sub(p.last) < p.every && s.Done < s.Items {
+	// The last item done is always shown; a job without items has none.
+	if now.Sub(p.last) < p.every && (s.Items == 0 || s.Done < s.Items) {
 		return
 	}
 	p.last = now

@@ -228,6 +228,9 @@ func (w *waiter) follow(ctx context.Context) (Report, error) {
 			if r != nil {
 				return *r, nil
 			}
+			if err := w.refreshLeases(); err != nil {
+				w.cfg.Log.Warn("reading the leases; will retry", "err", err)
+			}
 			if err := w.resolve(); err != nil {
 				w.cfg.Log.Warn("checking vanished workers' items; will retry", "err", err)
 			}
@@ -298,6 +301,26 @@ func (w *waiter) armLeases() (<-chan zk.Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.noteLeases(names)
+	return ch, nil
+}
+
+// refreshLeases re-reads the leases without a watch, so that the poll's
+// resolve and sweep see every lease gone by then, whatever the watch's
+// rate limit: otherwise the sweep could find a vanished lease's item
+// before resolve did, and hand it out free of charge.
+func (w *waiter) refreshLeases() error {
+	names, _, err := w.j.Conn().Children(w.j.L.Leases())
+	if err != nil {
+		return err
+	}
+	w.noteLeases(names)
+	return nil
+}
+
+// noteLeases compares the leases now with those seen last time; the ones
+// gone go to vanished.
+func (w *waiter) noteLeases(names []string) {
 	now := make(map[string]bool, len(names))
 	for _, n := range names {
 		now[n] = true
@@ -311,7 +334,6 @@ func (w *waiter) armLeases() (<-chan zk.Event, error) {
 		}
 	}
 	w.leases = now
-	return ch, nil
 }
 
 // resolve checks the vanished leases for results and hands out again the
@@ -319,6 +341,17 @@ func (w *waiter) armLeases() (<-chan zk.Event, error) {
 func (w *waiter) resolve() error {
 	if len(w.vanished) == 0 {
 		return nil
+	}
+	// A worker stopped before it started on an item gives it back as a
+	// retry entry of the same turn (job.Release): not a vanished worker.
+	back, _, err := w.j.Conn().Children(w.j.L.Retry())
+	if err != nil {
+		return err
+	}
+	for _, n := range back {
+		if t, err := protocol.ParseTurn(n); err == nil && w.vanished[t.Index] == t {
+			delete(w.vanished, t.Index)
+		}
 	}
 	buckets := map[int][]protocol.Turn{}
 	for _, t := range w.vanished {

@@ -109,8 +109,18 @@ func (j *Job) takeRetry(lease protocol.Lease) (Claim, error) {
 			&zk.CheckVersionRequest{Path: j.L.Item(t.Index), Version: int32(t.Attempt - 1)},
 			&zk.CreateRequest{Path: j.L.Lease(t), Data: protocol.Encode(lease), Acl: openACL, Flags: zk.FlagEphemeral},
 		))
-		if errors.Is(err, zk.ErrNoNode) || errors.Is(err, zk.ErrNodeExists) || errors.Is(err, zk.ErrBadVersion) {
-			continue // another worker won it, or it is stale
+		if errors.Is(err, zk.ErrBadVersion) {
+			// The item has moved past this turn (it has a result, or was
+			// handed out again): the entry is stale, and left alone it
+			// would keep --until-done workers from ever seeing an empty
+			// list.
+			if derr := j.conn.Delete(j.L.RetryEntry(t), -1); derr != nil && !errors.Is(derr, zk.ErrNoNode) {
+				return Claim{}, fmt.Errorf("job: removing stale retry entry %s: %w", name, derr)
+			}
+			continue
+		}
+		if errors.Is(err, zk.ErrNoNode) || errors.Is(err, zk.ErrNodeExists) {
+			continue // another worker won it
 		}
 		if err != nil {
 			return Claim{}, fmt.Errorf("job: taking item %d for another attempt: %w", t.Index, err)

@@ -13,6 +13,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Version is the protocol version written in the job node. A participant
@@ -73,26 +74,56 @@ func NewLayout(root string) (Layout, error) {
 }
 
 // CheckRoot accepts an absolute, clean ZooKeeper path other than "/" and
-// the server's own /zookeeper subtree.
+// the server's own /zookeeper subtree, made only of characters ZooKeeper
+// takes. Refusing here, before anything is written, keeps a bad root from
+// failing halfway through creating a job's parents.
 func CheckRoot(root string) error {
+	why := rootProblem(root)
+	if why == "" {
+		return nil
+	}
+	if root == "" {
+		return fmt.Errorf("%w: the job root is empty; give an absolute path such as /zkdog/myjob", ErrBadRoot)
+	}
+	fix := "give an absolute path such as /zkdog/myjob"
+	if c := path.Clean(root); c != root && rootProblem(c) == "" {
+		fix = fmt.Sprintf("try %q", c)
+	}
+	return fmt.Errorf("%w: %q %s; %s", ErrBadRoot, root, why, fix)
+}
+
+// rootProblem says what is wrong with a root, "" if nothing.
+func rootProblem(root string) string {
 	switch {
 	case root == "":
-		return fmt.Errorf("%w: the job root is empty; give an absolute path such as /zkdog/myjob", ErrBadRoot)
+		return "is empty"
 	case !strings.HasPrefix(root, "/"):
-		return fmt.Errorf("%w: %q is not an absolute path; give one such as /zkdog/myjob", ErrBadRoot, root)
+		return "is not an absolute path"
 	case root == "/":
-		return fmt.Errorf("%w: the job root cannot be / itself; give a path such as /zkdog/myjob", ErrBadRoot)
-	case path.Clean(root) != root:
-		return fmt.Errorf("%w: %q is not a clean path (no trailing slash, no // or . or ..); try %q", ErrBadRoot, root, path.Clean(root))
-	case root == "/zookeeper" || strings.HasPrefix(root, "/zookeeper/"):
-		return fmt.Errorf("%w: %q is inside ZooKeeper's reserved /zookeeper tree", ErrBadRoot, root)
+		return "is ZooKeeper's root itself, which a job cannot own"
+	case !utf8.ValidString(root):
+		return "is not valid UTF-8"
 	}
 	for _, r := range root {
-		if r == 0 || r < 0x20 || r == 0x7f {
-			return fmt.Errorf("%w: %q contains a control character", ErrBadRoot, root)
+		if illegalInPath(r) {
+			return fmt.Sprintf("contains %U, a character ZooKeeper refuses in paths", r)
 		}
 	}
-	return nil
+	switch {
+	case path.Clean(root) != root:
+		return "is not a clean path (no trailing slash, no // or . or ..)"
+	case root == "/zookeeper" || strings.HasPrefix(root, "/zookeeper/"):
+		return "is inside /zookeeper, which ZooKeeper reserves for itself"
+	}
+	return ""
+}
+
+// illegalInPath mirrors ZooKeeper's PathUtils.validatePath: control
+// characters, and (in UTF-16, as the server sees them) the surrogates,
+// the private use area and the specials. Characters beyond U+FFFF are
+// surrogate pairs there, so they are refused too.
+func illegalInPath(r rune) bool {
+	return r < 0x20 || (r >= 0x7f && r <= 0x9f) || (r >= 0xd800 && r <= 0xf8ff) || r >= 0xfff0
 }
 
 func (l Layout) child(name string) string { return l.Root + "/" + name }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // Sentinel errors.
@@ -71,7 +72,11 @@ func Label(item []byte) string {
 	if len(item) <= LabelBytes {
 		return string(item)
 	}
-	return string(item[:LabelBytes]) + "…"
+	cut := LabelBytes
+	for cut > 0 && !utf8.RuneStart(item[cut]) {
+		cut-- // never in the middle of a character
+	}
+	return string(item[:cut]) + "…"
 }
 
 // Lease is the data of an ephemeral lease: which timer holds the item.

@@ -54,6 +54,8 @@ type Session struct {
 	lost       chan struct{}
 	ready      chan struct{}
 	readyOnce  sync.Once
+	granted    chan struct{} // closed once the granted timeout is known
+	grantOnce  sync.Once
 	deadline   *time.Timer // runs while disconnected
 	lastFailed string      // last connection failure, for the error message
 	closed     bool
@@ -73,10 +75,17 @@ func ParseServers(list string) ([]string, error) {
 		if strings.Contains(s, "/") {
 			return nil, fmt.Errorf("%w: %q has a path; give the path with --root instead", ErrBadServers, s)
 		}
-		if _, _, err := net.SplitHostPort(s); err != nil {
-			s = net.JoinHostPort(strings.Trim(s, "[]"), "2181")
+		host, port, err := net.SplitHostPort(s)
+		if err != nil {
+			host, port = strings.Trim(s, "[]"), "2181"
 		}
-		out = append(out, s)
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("%w: %q has no valid port (1-65535); give host:port, as in zk1:2181", ErrBadServers, s)
+		}
+		if host == "" {
+			return nil, fmt.Errorf("%w: %q has no host; give host:port, as in zk1:2181", ErrBadServers, s)
+		}
+		out = append(out, net.JoinHostPort(host, port))
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%w: no servers given; set --zk or ZKDOG_ZK to host:port[,host:port...]", ErrBadServers)
@@ -104,6 +113,7 @@ func Dial(ctx context.Context, servers string, timeout time.Duration, log *slog.
 		timeout: timeout,
 		lost:    make(chan struct{}),
 		ready:   make(chan struct{}),
+		granted: make(chan struct{}),
 	}
 	conn, _, err := zk.Connect(addrs, timeout,
 		zk.WithLogger(clientLogger{s}),
@@ -125,6 +135,14 @@ func Dial(ctx context.Context, servers string, timeout time.Duration, log *slog.
 	s.mu.Unlock()
 	select {
 	case <-s.ready:
+		// The client logs the timeout the server granted just after it
+		// reports the session; wait for it so that Timeout is right from
+		// the start. It never fails to come, but is not worth a hang.
+		select {
+		case <-s.granted:
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
 		return s, nil
 	case <-ctx.Done():
 		s.mu.Lock()
@@ -258,18 +276,19 @@ type clientLogger struct{ s *Session }
 
 func (l clientLogger) Printf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	l.s.log.Debug("zk: " + msg)
+	// What the message tells is taken before it is logged: a slow log
+	// must not delay Dial's return.
 	if m := negotiated.FindStringSubmatch(msg); m != nil {
 		if ms, err := strconv.Atoi(m[2]); err == nil && ms > 0 {
 			l.s.mu.Lock()
 			l.s.timeout = time.Duration(ms) * time.Millisecond
 			l.s.mu.Unlock()
 		}
-		return
-	}
-	if strings.HasPrefix(msg, "failed to connect") {
+		l.s.grantOnce.Do(func() { close(l.s.granted) })
+	} else if strings.HasPrefix(msg, "failed to connect") {
 		l.s.mu.Lock()
 		l.s.lastFailed = msg
 		l.s.mu.Unlock()
 	}
+	l.s.log.Debug("zk: " + msg)
 }
