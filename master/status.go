@@ -70,6 +70,9 @@ func ReadStatus(j *job.Job) (JobStatus, error) {
 			s.Lost++
 		}
 	}
+	// From the same listing as the outcomes, so that the line adds up;
+	// the counter may have moved on meanwhile.
+	s.Done = len(outcomes)
 	now, timers, err := j.Timers()
 	if err != nil {
 		return s, err
