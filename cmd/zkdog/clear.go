@@ -21,7 +21,8 @@ func clearCommand() *cli.Command {
 			"zkdog job is ever removed. Exit codes: 0 removed, or nothing there; 1 refused, workers still\n" +
 			"running; 2 bad flags, or what is at --root is not a zkdog job; 6 ZooKeeper unreachable.",
 		Flags: append(commonFlags(),
-			&cli.BoolFlag{Name: flagForce, Usage: "Remove the job even while workers run, stopping them."}),
+			&cli.BoolFlag{Name: flagForce, Usage: "Remove the job even while workers run, stopping them."},
+			&cli.BoolFlag{Name: flagJSON, Usage: "Print what was done as JSON."}),
 		OnUsageError: usageError(exitUsage),
 		Action:       clearAction,
 	}
@@ -33,10 +34,15 @@ func clearAction(c *cli.Context) error {
 		return err
 	}
 	defer sess.Close()
+	type outcome struct {
+		Root    string `json:"root"`
+		Removed bool   `json:"removed"`
+		Stopped int    `json:"workers_stopped"`
+	}
 	s, err := master.ReadStatus(j)
 	if errors.Is(err, job.ErrNoJob) {
 		t.log.Info("no job there; nothing to clear", "root", t.layout.Root)
-		return nil
+		return printJSON(c, outcome{Root: t.layout.Root})
 	}
 	if err != nil {
 		return exitWith(jobErrorCode(err), err)
@@ -55,5 +61,5 @@ func clearAction(c *cli.Context) error {
 		return exitWith(exitZooKeeper, err)
 	}
 	t.log.Info("job removed", "root", t.layout.Root)
-	return nil
+	return printJSON(c, outcome{Root: t.layout.Root, Removed: true, Stopped: s.Alive})
 }

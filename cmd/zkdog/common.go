@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -182,4 +183,15 @@ func jobErrorCode(err error) int {
 func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// printJSON prints v on standard output when --json was given.
+func printJSON(c *cli.Context, v any) error {
+	if !c.Bool(flagJSON) {
+		return nil
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(v); err != nil {
+		return exitWith(exitUsage, err)
+	}
+	return nil
 }

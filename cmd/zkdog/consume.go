@@ -1,10 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/urfave/cli/v2"
 
@@ -46,7 +44,7 @@ func consumeAction(c *cli.Context) error {
 		return exitWith(jobErrorCode(err), err)
 	}
 	if c.Bool(flagJSON) {
-		return json.NewEncoder(os.Stdout).Encode(struct {
+		return printJSON(c, struct {
 			Index   int    `json:"index"`
 			Attempt int    `json:"attempt"`
 			Item    string `json:"item"`

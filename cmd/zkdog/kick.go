@@ -21,7 +21,8 @@ func kickCommand() *cli.Command {
 			"$ZKDOG_KICK_FILE, and zkdog run kicks its timer at its next sample (no ZooKeeper session is\n" +
 			"opened). Outside, --timer NAME with --root kicks that timer in ZooKeeper directly.",
 		Flags: append(commonFlags(),
-			&cli.StringFlag{Name: flagTimerName, Usage: "The timer to kick, as zkdog timers lists it (t-0000000003)."}),
+			&cli.StringFlag{Name: flagTimerName, Usage: "The timer to kick, as zkdog timers lists it (t-0000000003)."},
+			&cli.BoolFlag{Name: flagJSON, Usage: "Print what was kicked as JSON."}),
 		OnUsageError: usageError(exitUsage),
 		Action:       kickAction,
 	}
@@ -39,7 +40,7 @@ func kickAction(c *cli.Context) error {
 	if err := os.Chtimes(file, now, now); err != nil {
 		return exitWith(exitUsage, fmt.Errorf("kicking through %s: %w", file, err))
 	}
-	return nil
+	return printJSON(c, map[string]string{"kick_file": file})
 }
 
 func kickRemote(c *cli.Context, name string) error {
@@ -51,5 +52,5 @@ func kickRemote(c *cli.Context, name string) error {
 	if err := j.Kick(name); err != nil {
 		return exitWith(exitZooKeeper, err)
 	}
-	return nil
+	return printJSON(c, map[string]string{"timer": j.L.Timer(name)})
 }

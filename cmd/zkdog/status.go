@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"time"
@@ -47,8 +46,8 @@ func statusAction(c *cli.Context) error {
 			return exitWith(jobErrorCode(err), err)
 		}
 		if c.Bool(flagJSON) {
-			if err := json.NewEncoder(os.Stdout).Encode(s); err != nil {
-				return exitWith(exitUsage, err)
+			if err := printJSON(c, s); err != nil {
+				return err
 			}
 		} else {
 			if every > 0 && tty {
@@ -105,8 +104,8 @@ func timersAction(c *cli.Context) error {
 		if timers == nil {
 			timers = []master.TimerStatus{}
 		}
-		if err := json.NewEncoder(os.Stdout).Encode(timers); err != nil {
-			return exitWith(exitUsage, err)
+		if err := printJSON(c, timers); err != nil {
+			return err
 		}
 	} else if len(timers) > 0 {
 		master.PrintTimers(os.Stdout, timers)
