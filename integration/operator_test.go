@@ -99,7 +99,15 @@ func TestOperatorCommands(t *testing.T) {
 	if !strings.Contains(refused.stderr.String(), "2 workers still run") {
 		t.Errorf("clear refused with:\n%s", refused.stderr.String())
 	}
-	expectExit(t, run(t, opts{}, "clear", "--root", root, "--force"), 0)
+	forced := run(t, opts{}, "clear", "--root", root, "--force", "--json")
+	expectExit(t, forced, 0)
+	var cleared struct {
+		Removed bool `json:"removed"`
+		Stopped int  `json:"workers_stopped"`
+	}
+	if err := json.Unmarshal(forced.stdout.Bytes(), &cleared); err != nil || !cleared.Removed || cleared.Stopped != 2 {
+		t.Errorf("clear --force --json printed %q (%v), want removed with 2 workers stopped", forced.stdout.String(), err)
+	}
 	expectExit(t, hung, 128+int(syscall.SIGTERM))
 	expectExit(t, busy, 128+int(syscall.SIGTERM))
 	if exists(t, conn, root) {
