@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/go-zookeeper/zk"
 
 	"github.com/zkdog/zkdog/internal/protocol"
 	"github.com/zkdog/zkdog/master"
@@ -274,4 +277,24 @@ func deadAddr(t *testing.T) string {
 	addr := l.Addr().String()
 	l.Close()
 	return addr
+}
+
+// A job left half-filled by a master that died is refused at once, not
+// waited for.
+func TestJobLeftFillingIsRefused(t *testing.T) {
+	root := rootFor(t)
+	conn := connect(t, shared.Addr())
+	spec := protocol.Encode(protocol.Job{Protocol: protocol.Version, State: protocol.StateFilling, Items: 10, TimerMillis: 1000})
+	if _, err := conn.Create("/it", nil, 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		t.Fatal(err)
+	}
+	if _, err := conn.Create(root, spec, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	defer cleanJob(t, conn, root)
+	w := run(t, opts{}, "run", "--root", root, "--", "true")
+	expectExit(t, w, 125)
+	if !strings.Contains(w.stderr.String(), "died while filling") {
+		t.Fatalf("stderr:\n%s", w.stderr.String())
+	}
 }

@@ -48,7 +48,6 @@ const (
 	EnvID        = "ZKDOG_ID"
 	EnvKickFile  = "ZKDOG_KICK_FILE"
 	Placeholder  = "{}"
-	readyTimeout = time.Minute
 )
 
 // ErrAborted: the master gave up on the job.
@@ -316,10 +315,9 @@ func (w *Worker) lost() error {
 }
 
 func (w *Worker) waitReady(ctx context.Context) (protocol.Job, error) {
-	// A job being filled is waited for up to readyTimeout; a job that does
-	// not exist, only as long as asked, since it is usually a wrong --root.
-	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
-	defer cancel()
+	// A job that does not exist is waited for only as long as asked, since
+	// it is usually a wrong --root; one being filled, for as long as its
+	// master lives (its filler node says so).
 	giveUp := time.Now().Add(w.cfg.WaitForJob)
 	for {
 		b, _, ch, err := w.j.Conn().GetW(w.j.L.Root)
@@ -354,11 +352,25 @@ func (w *Worker) waitReady(ctx context.Context) (protocol.Job, error) {
 		if spec.State == protocol.StateReady {
 			return spec, nil
 		}
+		filling, _, fillerW, err := w.j.Conn().ExistsW(w.j.L.Filler())
+		if err != nil {
+			return protocol.Job{}, fmt.Errorf("worker: reading the job at %s: %w", w.j.L.Root, err)
+		}
+		if !filling {
+			// Read the state again: the master may just have finished.
+			if b2, _, err := w.j.Conn().Get(w.j.L.Root); err == nil {
+				if s2, err := protocol.DecodeJob(b2); err == nil && s2.State == protocol.StateReady {
+					return s2, nil
+				}
+			}
+			return protocol.Job{}, fmt.Errorf("worker: the job at %s was left %s by a master that died while filling it; remove it with zkdog clear", w.j.L.Root, spec.State)
+		}
 		w.log.Debug("the job is still being filled; waiting", "state", spec.State)
 		select {
 		case <-ch:
+		case <-fillerW:
 		case <-ctx.Done():
-			return protocol.Job{}, fmt.Errorf("worker: the job at %s stayed %s for %v; its master died while filling it? remove it with zkdog clear", w.j.L.Root, spec.State, readyTimeout)
+			return protocol.Job{}, ctx.Err()
 		}
 	}
 }

@@ -59,6 +59,14 @@ func (j *Job) Create(spec protocol.Job, items [][]byte) error {
 	if err != nil {
 		return fmt.Errorf("job: creating %s: %w", j.L.Root, err)
 	}
+	// Workers that start while a large job is filled wait for it as long
+	// as this node says its master is alive.
+	if _, err := j.conn.Create(j.L.Filler(), nil, zk.FlagEphemeral, openACL); err != nil {
+		if rerr := j.Remove(); rerr != nil {
+			err = fmt.Errorf("%w (and removing the partial job failed: %v; run zkdog clear --force)", err, rerr)
+		}
+		return fmt.Errorf("job: creating %s: %w", j.L.Filler(), err)
+	}
 	if err := j.fill(spec, items); err != nil {
 		if rerr := j.Remove(); rerr != nil {
 			return fmt.Errorf("%w (and removing the partial job failed: %v; run zkdog clear --force)", err, rerr)
@@ -125,7 +133,11 @@ func (j *Job) fill(spec protocol.Job, items [][]byte) error {
 		return fmt.Errorf("job: writing items: %w", err)
 	}
 	spec.State = protocol.StateReady
-	if _, err := j.conn.Set(j.L.Root, protocol.Encode(spec), -1); err != nil {
+	err := multiErr(j.conn.Multi(
+		&zk.SetDataRequest{Path: j.L.Root, Data: protocol.Encode(spec), Version: -1},
+		&zk.DeleteRequest{Path: j.L.Filler(), Version: -1},
+	))
+	if err != nil {
 		return fmt.Errorf("job: marking %s ready: %w", j.L.Root, err)
 	}
 	return nil

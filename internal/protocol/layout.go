@@ -52,6 +52,7 @@ const (
 	syncNode   = "sync"
 	clockNode  = "clock"
 	abortNode  = "abort"
+	fillerNode = "filler"
 
 	// TimerPrefix is the name prefix of the ephemeral sequential timers.
 	TimerPrefix = "t-"
@@ -161,6 +162,10 @@ func (l Layout) Clock() string { return l.child(clockNode) }
 
 // Abort exists once the master has given up on the job.
 func (l Layout) Abort() string { return l.child(abortNode) }
+
+// Filler is the filling master's ephemeral node: while the job is being
+// filled, its absence means the master died before finishing.
+func (l Layout) Filler() string { return l.child(fillerNode) }
 
 // Timer is the path of the timer with the given child name.
 func (l Layout) Timer(name string) string { return l.Timers() + "/" + name }
