@@ -122,9 +122,10 @@ func (w *waiter) waitBarrier(ctx context.Context) error {
 	w.cfg.Log.Info("waiting for the first worker to release the sync barrier", "timeout", w.cfg.SyncTimeout)
 	for {
 		ok, _, ch, err := w.j.Conn().ExistsW(w.j.L.Sync())
+		var retry <-chan time.Time
 		if err != nil {
-			w.cfg.Log.Warn("reading the sync barrier", "err", err)
-			ch = nil
+			w.cfg.Log.Warn("reading the sync barrier; will retry", "err", err)
+			ch, retry = nil, time.After(retryBackoff)
 		}
 		if err == nil && !ok {
 			w.cfg.Log.Info("sync barrier released")
@@ -132,7 +133,7 @@ func (w *waiter) waitBarrier(ctx context.Context) error {
 		}
 		select {
 		case <-ch:
-		case <-time.After(retryBackoff):
+		case <-retry:
 		case <-deadline:
 			return fmt.Errorf("%w: no worker started within %v", ErrSyncTimeout, w.cfg.SyncTimeout)
 		case <-ctx.Done():
