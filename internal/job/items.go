@@ -3,6 +3,7 @@ package job
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 
@@ -39,6 +40,14 @@ func (j *Job) Take(spec protocol.Job, lease protocol.Lease) (Claim, error) {
 			break
 		}
 		c, err := j.leaseFresh(ticket, lease)
+		for try := 0; Transient(err) && try < leaseRetries; try++ {
+			// The lease may have been created and only the reply lost:
+			// try the same ticket again (finding the lease ours is
+			// success), or the lease would be held by this live session
+			// for ever with nobody working on its item.
+			time.Sleep(leaseRetryPause)
+			c, err = j.leaseFresh(ticket, lease)
+		}
 		if errors.Is(err, errRequeued) {
 			continue
 		}
@@ -46,6 +55,15 @@ func (j *Job) Take(spec protocol.Job, lease protocol.Lease) (Claim, error) {
 	}
 	return j.takeRetry(lease)
 }
+
+// A lease whose reply was lost is retried every leaseRetryPause for up to
+// leaseRetries times: the client reconnects within a second or two after
+// a server dies; a session that does not is lost anyway, and its lease
+// with it.
+const (
+	leaseRetries    = 150
+	leaseRetryPause = 200 * time.Millisecond
+)
 
 // errRequeued: the item of a ticket was handed out again before its lease
 // was created; the worker takes another ticket.
@@ -104,11 +122,7 @@ func (j *Job) takeRetry(lease protocol.Lease) (Claim, error) {
 		if err != nil {
 			continue
 		}
-		err = multiErr(j.conn.Multi(
-			&zk.DeleteRequest{Path: j.L.RetryEntry(t), Version: -1},
-			&zk.CheckVersionRequest{Path: j.L.Item(t.Index), Version: int32(t.Attempt - 1)},
-			&zk.CreateRequest{Path: j.L.Lease(t), Data: protocol.Encode(lease), Acl: openACL, Flags: zk.FlagEphemeral},
-		))
+		err = j.leaseRetry(t, lease)
 		if errors.Is(err, zk.ErrBadVersion) {
 			// The item has moved past this turn (it has a result, or was
 			// handed out again): the entry is stale, and left alone it
@@ -132,6 +146,26 @@ func (j *Job) takeRetry(lease protocol.Lease) (Claim, error) {
 		return Claim{Turn: t, Data: data}, nil
 	}
 	return Claim{}, ErrEmpty
+}
+
+// leaseRetry moves a retry entry to a lease in one transaction. If the
+// reply is lost it tries again; an entry gone with the lease ours means
+// the first try was applied.
+func (j *Job) leaseRetry(t protocol.Turn, lease protocol.Lease) error {
+	ops := []any{
+		&zk.DeleteRequest{Path: j.L.RetryEntry(t), Version: -1},
+		&zk.CheckVersionRequest{Path: j.L.Item(t.Index), Version: int32(t.Attempt - 1)},
+		&zk.CreateRequest{Path: j.L.Lease(t), Data: protocol.Encode(lease), Acl: openACL, Flags: zk.FlagEphemeral},
+	}
+	err := multiErr(j.conn.Multi(ops...))
+	for try := 0; Transient(err) && try < leaseRetries; try++ {
+		time.Sleep(leaseRetryPause)
+		err = multiErr(j.conn.Multi(ops...))
+		if errors.Is(err, zk.ErrNoNode) && j.ownLease(t) {
+			return nil
+		}
+	}
+	return err
 }
 
 // Record writes the result of a claim and releases its lease, in one
