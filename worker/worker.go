@@ -40,14 +40,14 @@ const (
 
 // Environment the child gets.
 const (
-	EnvItem      = "ZKDOG_ITEM"
-	EnvIndex     = "ZKDOG_ITEM_INDEX"
-	EnvAttempt   = "ZKDOG_ATTEMPT"
-	EnvRoot      = "ZKDOG_ROOT"
-	EnvTimer     = "ZKDOG_TIMER"
-	EnvID        = "ZKDOG_ID"
-	EnvKickFile  = "ZKDOG_KICK_FILE"
-	Placeholder  = "{}"
+	EnvItem     = "ZKDOG_ITEM"
+	EnvIndex    = "ZKDOG_ITEM_INDEX"
+	EnvAttempt  = "ZKDOG_ATTEMPT"
+	EnvRoot     = "ZKDOG_ROOT"
+	EnvTimer    = "ZKDOG_TIMER"
+	EnvID       = "ZKDOG_ID"
+	EnvKickFile = "ZKDOG_KICK_FILE"
+	Placeholder = "{}"
 )
 
 // ErrAborted: the master gave up on the job.
