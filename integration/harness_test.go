@@ -291,9 +291,15 @@ func waitJob(t *testing.T, conn *zk.Conn, root string) protocol.Job {
 				return j
 			}
 		} else {
-			_, _, ch, err = conn.ExistsW(root)
+			var ok bool
+			ok, _, ch, err = conn.ExistsW(root)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if ok {
+				// Created, and perhaps made ready, between the two reads:
+				// this watch would wait for a change that may never come.
+				continue
 			}
 		}
 		select {
