@@ -18,8 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-zookeeper/zk"
-
 	"github.com/zkdog/zkdog/internal/job"
 	"github.com/zkdog/zkdog/internal/protocol"
 	"github.com/zkdog/zkdog/internal/zkconn"
@@ -84,6 +82,7 @@ func Start(sess *zkconn.Session, j *job.Job, data protocol.Timer, opts ...Option
 	}
 	o.interval = max(o.interval, MinKickInterval)
 	data.V = protocol.Version
+	data.SessionMillis = sess.Timeout().Milliseconds()
 	p, err := j.CreateTimer(data)
 	if err != nil {
 		return nil, err
@@ -147,12 +146,11 @@ func (t *Timer) run() {
 		case <-t.sess.Lost():
 			t.finish(fmt.Errorf("%w: %v", ErrLost, t.sess.Err()), false)
 			return
-		case ev := <-gone:
-			if ev.Type == zk.EventNodeDeleted {
+		case <-gone:
+			if gone = t.watch(); gone == nil {
 				t.finish(fmt.Errorf("%w: %s was deleted by someone else (the job removed or aborted?)", ErrLost, t.path), false)
 				return
 			}
-			gone = t.watch()
 		case <-ticker.C:
 			if !t.progress.Swap(false) {
 				continue
@@ -165,20 +163,18 @@ func (t *Timer) run() {
 	}
 }
 
-// watch arms a watch on the timer node. A kick fires it too; the loop
-// simply re-arms. If the watch cannot be set the loop learns of a lost
-// timer from its next kick instead.
-func (t *Timer) watch() <-chan zk.Event {
-	ok, _, ch, err := t.j.Conn().ExistsW(t.path)
+// watch arms a watch on the timer node, nil if the node is gone. A kick
+// fires it too; the loop simply re-arms. If the watch cannot be set the
+// loop learns of a lost timer from its next kick instead.
+func (t *Timer) watch() job.Watch {
+	ok, w, err := t.j.WatchTimer(t.Name())
 	switch {
 	case err != nil:
-		return nil
+		return make(job.Watch) // never fires
 	case !ok:
-		c := make(chan zk.Event, 1)
-		c <- zk.Event{Type: zk.EventNodeDeleted, Path: t.path}
-		return c
+		return nil
 	}
-	return ch
+	return w
 }
 
 // kick rewrites the timer's data, which moves its mtime on the server.
@@ -188,18 +184,16 @@ func (t *Timer) watch() <-chan zk.Event {
 func (t *Timer) kick() error {
 	t.mu.Lock()
 	t.data.Kicks = t.kicks.Load() + 1
-	data := protocol.Encode(t.data)
+	data := t.data
 	t.mu.Unlock()
-	st, err := t.j.Conn().Set(t.path, data, -1)
+	err := t.j.KickTimer(t.Name(), data)
 	switch {
-	case errors.Is(err, zk.ErrNoNode):
-		return fmt.Errorf("%w: %s no longer exists", ErrLost, t.path)
+	case errors.Is(err, job.ErrTimerLost):
+		return fmt.Errorf("%w: %w", ErrLost, err)
 	case err != nil:
 		t.opts.log.Warn("timer kick failed; will retry", "timer", t.path, "err", err)
 		t.progress.Store(true)
 		return nil
-	case st.EphemeralOwner != t.sess.ID():
-		return fmt.Errorf("%w: %s now belongs to session 0x%x", ErrLost, t.path, st.EphemeralOwner)
 	}
 	t.kicks.Add(1)
 	t.lastKick.Store(int64(t.now()))
@@ -210,8 +204,8 @@ func (t *Timer) kick() error {
 func (t *Timer) finish(err error, remove bool) {
 	if remove && t.sess.Err() == nil {
 		// Deleting at once spares the master waiting for the session to
-		// close; version -1 is fine since only this session writes it.
-		if derr := t.j.Conn().Delete(t.path, -1); derr != nil && !errors.Is(derr, zk.ErrNoNode) {
+		// close; only this session writes the node.
+		if derr := t.j.DeleteTimer(t.Name()); derr != nil {
 			t.opts.log.Debug("deleting timer", "timer", t.path, "err", derr)
 		}
 	}

@@ -17,18 +17,6 @@ import (
 	"github.com/zkdog/zkdog/internal/protocol"
 )
 
-// Exit codes of zkdog master (and zkdog wait). README's table lists them;
-// a script after the batch job branches on them.
-const (
-	ExitOK          = 0 // every item done with exit 0
-	ExitFailed      = 1 // every item has a result, some failed
-	ExitUsage       = 2 // bad flags or input; nothing was changed
-	ExitExpired     = 3 // a timer went un-kicked longer than the limit
-	ExitSyncTimeout = 4 // no worker released the barrier in time
-	ExitLost        = 5 // items whose workers vanished more often than retries allow
-	ExitZooKeeper   = 6 // ZooKeeper unreachable or the job removed under us
-)
-
 // ErrNoItems: the items file holds no item.
 var ErrNoItems = errors.New("master: no items")
 
@@ -41,9 +29,8 @@ func ReadItems(r io.Reader, name string) ([][]byte, error) {
 	for line := 1; ; line++ {
 		b, err := br.ReadBytes('\n')
 		b = bytes.TrimRight(b, "\r\n")
-		if len(b) > protocol.MaxItemBytes {
-			return nil, fmt.Errorf("%w: %s line %d is %d bytes, over the %d-byte item limit; pass a file name or a key instead of the data",
-				job.ErrTooLarge, name, line, len(b), protocol.MaxItemBytes)
+		if err := job.CheckItem(b); err != nil {
+			return nil, fmt.Errorf("%s line %d: %w", name, line, err)
 		}
 		if len(b) > 0 {
 			items = append(items, b)
@@ -81,14 +68,18 @@ type Spec struct {
 	Retries int
 	Sync    bool
 	Master  string // host:pid, for people reading the job node
+	// ExpectWorkers, for a job without items: how many workers must have
+	// come and gone before it is finished; 0 means one.
+	ExpectWorkers int
 }
 
 // Create writes the job. Nothing is left behind if it fails.
 func Create(j *job.Job, s Spec) error {
 	return j.Create(protocol.Job{
-		TimerMillis: s.Timer.Milliseconds(),
-		Retries:     s.Retries,
-		Sync:        s.Sync,
-		Master:      s.Master,
+		TimerMillis:   s.Timer.Milliseconds(),
+		Retries:       s.Retries,
+		Sync:          s.Sync,
+		Master:        s.Master,
+		ExpectWorkers: s.ExpectWorkers,
 	}, s.Items)
 }

@@ -14,16 +14,27 @@ import (
 // counts always cover every item.
 const maxDetails = 20
 
+// End is how a job ended; the command maps it to its exit code.
+type End string
+
+// Ends of a job.
+const (
+	EndOK          End = "ok"           // every item done with exit 0
+	EndFailed      End = "failed"       // every item has a result, some failed
+	EndHung        End = "hung"         // a timer went un-kicked too long, or the job was aborted
+	EndSyncTimeout End = "sync-timeout" // no worker released the barrier in time
+	EndLost        End = "lost"         // items whose workers vanished more often than retries allow
+)
+
 // Report is how a job ended, for people and (as JSON) for scripts.
 type Report struct {
-	Root    string        `json:"root"`
-	Exit    int           `json:"exit"`
-	Reason  string        `json:"reason"`
-	Items   int           `json:"items"`
-	OK      int           `json:"ok"`
-	Failed  int           `json:"failed"`
-	Stalled int           `json:"stalled"`
-	Lost    int           `json:"lost"`
+	Root string `json:"root"`
+	End  End    `json:"end"`
+	// Exit is the exit code the command chose for End.
+	Exit   int    `json:"exit"`
+	Reason string `json:"reason"`
+	Items  int    `json:"items"`
+	OutcomeCounts
 	Missing int           `json:"missing"` // items without a result when the master stopped
 	Retried int           `json:"retried"`
 	Elapsed time.Duration `json:"elapsed_ns"`
@@ -57,9 +68,35 @@ type TimerReport struct {
 	Age   time.Duration `json:"age_ns"`
 }
 
-func (w *waiter) report(exit int, reason string, expired []job.TimerState) Report {
+// OutcomeCounts counts results by outcome.
+type OutcomeCounts struct {
+	OK      int `json:"ok"`
+	Failed  int `json:"failed"`
+	Stalled int `json:"stalled"`
+	Lost    int `json:"lost"`
+}
+
+// countOutcomes tallies outcomes.
+func countOutcomes(outcomes []job.Outcome) OutcomeCounts {
+	var c OutcomeCounts
+	for _, o := range outcomes {
+		switch o.Outcome {
+		case protocol.OK:
+			c.OK++
+		case protocol.Failed:
+			c.Failed++
+		case protocol.Stalled:
+			c.Stalled++
+		case protocol.Lost:
+			c.Lost++
+		}
+	}
+	return c
+}
+
+func (w *waiter) report(end End, reason string, expired []job.TimerState) Report {
 	r := Report{
-		Root: w.j.L.Root, Exit: exit, Reason: reason, Items: w.spec.Items,
+		Root: w.j.L.Root, End: end, Reason: reason, Items: w.spec.Items,
 		Retried: w.retried, Elapsed: time.Since(w.start),
 	}
 	for _, t := range expired {
@@ -80,18 +117,9 @@ func (w *waiter) account(r *Report) {
 		w.cfg.Log.Warn("could not read the results for the report", "err", err)
 		return
 	}
+	r.OutcomeCounts = countOutcomes(outcomes)
 	var problems []job.Outcome
 	for _, o := range outcomes {
-		switch o.Outcome {
-		case protocol.OK:
-			r.OK++
-		case protocol.Failed:
-			r.Failed++
-		case protocol.Stalled:
-			r.Stalled++
-		case protocol.Lost:
-			r.Lost++
-		}
 		if o.Outcome.IsFailure() && len(problems) < maxDetails {
 			problems = append(problems, o)
 		}
@@ -111,19 +139,19 @@ func (w *waiter) account(r *Report) {
 }
 
 // final is the report of a job whose every item has a result.
-func (w *waiter) final() (Report, error) {
-	r := w.report(ExitOK, "", nil)
+func (w *waiter) final() Report {
+	r := w.report(EndOK, "", nil)
 	switch {
 	case r.Lost > 0:
-		r.Exit, r.Reason = ExitLost, fmt.Sprintf("%d of %d items lost: their workers vanished without a result", r.Lost, r.Items)
+		r.End, r.Reason = EndLost, fmt.Sprintf("%d of %d items lost: their workers vanished without a result", r.Lost, r.Items)
 	case r.Failed+r.Stalled > 0:
-		r.Exit, r.Reason = ExitFailed, fmt.Sprintf("%d of %d items failed", r.Failed+r.Stalled, r.Items)
+		r.End, r.Reason = EndFailed, fmt.Sprintf("%d of %d items failed", r.Failed+r.Stalled, r.Items)
 	case w.spec.Items == 0:
 		r.Reason = "every worker finished"
 	default:
 		r.Reason = fmt.Sprintf("all %d items done", r.Items)
 	}
-	return r, nil
+	return r
 }
 
 // Print writes the report for people.

@@ -7,23 +7,19 @@ import (
 	"time"
 
 	"github.com/zkdog/zkdog/internal/job"
-	"github.com/zkdog/zkdog/internal/protocol"
 )
 
 // JobStatus is a snapshot of a job for the operator commands.
 type JobStatus struct {
-	Root     string        `json:"root"`
-	State    string        `json:"state"`
-	Items    int           `json:"items"`
-	Timer    time.Duration `json:"timer_ns"`
-	Retries  int           `json:"retries"`
-	Queued   int           `json:"queued"`
-	Running  int           `json:"running"`
-	Done     int           `json:"done"`
-	OK       int           `json:"ok"`
-	Failed   int           `json:"failed"`
-	Stalled  int           `json:"stalled"`
-	Lost     int           `json:"lost"`
+	Root    string        `json:"root"`
+	State   string        `json:"state"`
+	Items   int           `json:"items"`
+	Timer   time.Duration `json:"timer_ns"`
+	Retries int           `json:"retries"`
+	Queued  int           `json:"queued"`
+	Running int           `json:"running"`
+	Done    int           `json:"done"`
+	OutcomeCounts
 	Aborted  string        `json:"aborted,omitempty"`
 	Alive    int           `json:"timers_alive"`
 	Expired  int           `json:"timers_expired"`
@@ -40,7 +36,7 @@ type TimerStatus struct {
 // ReadStatus reads a snapshot of the job. The outcome counts cost one
 // listing per thousand items.
 func ReadStatus(j *job.Job) (JobStatus, error) {
-	spec, _, err := j.Spec()
+	spec, err := j.Spec()
 	if err != nil {
 		return JobStatus{}, err
 	}
@@ -58,18 +54,7 @@ func ReadStatus(j *job.Job) (JobStatus, error) {
 	if err != nil {
 		return s, err
 	}
-	for _, o := range outcomes {
-		switch o.Outcome {
-		case protocol.OK:
-			s.OK++
-		case protocol.Failed:
-			s.Failed++
-		case protocol.Stalled:
-			s.Stalled++
-		case protocol.Lost:
-			s.Lost++
-		}
-	}
+	s.OutcomeCounts = countOutcomes(outcomes)
 	// From the same listing as the outcomes, so that the line adds up;
 	// the counter may have moved on meanwhile.
 	s.Done = len(outcomes)

@@ -18,12 +18,15 @@ trap cleanup EXIT
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "Starting a local ZooKeeper"
-zkserve >"$work/zk.addr" 2>"$work/zk.log" &
+zkserve -tick 500ms >"$work/zk.addr" 2>"$work/zk.log" &
 pids+=($!)
 for _ in $(seq 300); do [ -s "$work/zk.addr" ] && break; sleep 0.1; done
 [ -s "$work/zk.addr" ] || { cat "$work/zk.log"; echo "ZooKeeper did not start"; exit 1; }
 export ZKDOG_ZK=$(cat "$work/zk.addr")
 export ZKDOG_LOG_LEVEL=warn
+# A short session, so that a timer's limit (never less than twice the
+# worker's session timeout) is the 4 s the jobs ask for.
+export ZKDOG_SESSION_TIMEOUT=2s
 echo "ZooKeeper serves on $ZKDOG_ZK"
 
 # workers ROOT N: N array tasks, each taking items until the queue is empty.

@@ -12,37 +12,53 @@ import (
 	"github.com/zkdog/zkdog/supervise"
 )
 
-// recordPatience bounds how long a finished worker keeps trying to record
-// its result through a ZooKeeper outage. The session's own deadline ends
-// it sooner if the session is lost, so this only matters for a server that
-// answers with errors; past it the master accounts the item as vanished.
+// recordPatience bounds how long a worker keeps retrying a ZooKeeper
+// request through an outage. The session's own deadline ends it sooner if
+// the session is lost, so this only matters for a server that answers
+// with errors; past it the master accounts the item as vanished.
 const recordPatience = time.Minute
 
-// retryPause spaces out retries of a failed ZooKeeper request; the client
-// reconnects meanwhile.
-const retryPause = 200 * time.Millisecond
-
 // runOne runs the command on one claim (nil with NoQueue) and records the
-// result; it returns the status zkdog run should exit with.
+// result; it returns the command's status.
 func (w *Worker) runOne(ctx context.Context, c *job.Claim) int {
-	if sig := w.stopping.Load(); sig != 0 && c != nil {
-		// Asked to stop between taking the item and starting on it: the
-		// item goes back untouched, with no attempt used.
-		if err := w.j.Release(*c); err != nil {
-			w.log.Warn("could not give the item back; the master will find it", "item", c.Index, "err", err)
-		}
-		return 128 + int(sig)
+	output := w.outputCounter()
+	started := time.Now()
+	child, err := w.startChild(c, output)
+	if err != nil {
+		code := supervise.ExitCodeFor(err)
+		w.log.Error("cannot run the command", "err", err)
+		w.record(c, protocol.Result{Outcome: protocol.Failed, Exit: code, Reason: err.Error()})
+		return code
 	}
+	monitorDone := w.monitor(ctx, child, output)
+	why, outcome := w.supervise(ctx, child)
+	<-monitorDone
+	exit := child.Exit()
+	w.logExit(child, exit, started)
+	if errors.Is(why, errCoordinationLost) {
+		w.abandon(c)
+		return exit.Status()
+	}
+	w.record(c, resultOf(exit, why, outcome, time.Since(started)))
+	return exit.Status()
+}
+
+// errCoordinationLost marks a stop after which the worker records nothing.
+var errCoordinationLost = errors.New("coordination lost")
+
+func (w *Worker) outputCounter() *supervise.Counter {
+	if w.cfg.Progress.Has(supervise.ActivityOutput) {
+		return new(supervise.Counter)
+	}
+	return nil
+}
+
+func (w *Worker) startChild(c *job.Claim, output *supervise.Counter) (*supervise.Child, error) {
 	item := ""
 	if c != nil {
 		item = string(c.Data)
 	}
 	args := Args(w.cfg.Command, item)
-	var output *supervise.Counter
-	if w.cfg.Progress.Has(supervise.ActivityOutput) {
-		output = new(supervise.Counter)
-	}
-	started := time.Now()
 	child, err := supervise.Start(supervise.Config{
 		Path: args[0], Args: args[1:], Env: w.childEnv(c),
 		Stdin: w.stdin(c), Stdout: w.cfg.Stdout, Stderr: w.cfg.Stderr, Output: output,
@@ -51,18 +67,18 @@ func (w *Worker) runOne(ctx context.Context, c *job.Claim) int {
 			w.log.Info("signal relayed to the command", "signal", s)
 		},
 	})
-	if err != nil {
-		code := supervise.ExitCodeFor(err)
-		w.log.Error("cannot run the command", "err", err)
-		if c != nil {
-			w.record(c, protocol.Result{Outcome: protocol.Failed, Exit: code, Reason: err.Error()})
-		}
-		return code
+	if err == nil {
+		w.log.Debug("command started", "pid", child.Pid(), "args", args)
 	}
-	w.log.Debug("command started", "pid", child.Pid(), "args", args)
+	return child, err
+}
 
-	mctx, stopMonitor := context.WithCancel(ctx)
-	defer stopMonitor()
+// monitor samples the command's progress and kicks the timer on it, until
+// the command exits or ctx is done; the returned channel closes once it
+// has stopped.
+func (w *Worker) monitor(ctx context.Context, child *supervise.Child, output *supervise.Counter) <-chan struct{} {
+	done := make(chan struct{})
+	mctx, stop := context.WithCancel(ctx)
 	mon := supervise.NewMonitor(child.Pid(), supervise.MonitorConfig{
 		Interval: w.cfg.SampleInterval,
 		Kinds:    w.cfg.Progress,
@@ -71,6 +87,8 @@ func (w *Worker) runOne(ctx context.Context, c *job.Claim) int {
 		Output:   output,
 	})
 	go func() {
+		defer close(done)
+		defer stop()
 		// A command that ends within one sample interval, the common case
 		// of a loop over small items, never pays for a scan of /proc.
 		select {
@@ -80,102 +98,170 @@ func (w *Worker) runOne(ctx context.Context, c *job.Claim) int {
 			return
 		case <-time.After(w.cfg.SampleInterval):
 		}
+		go func() {
+			<-child.Done()
+			stop()
+		}()
 		_ = mon.Run(mctx, func(supervise.Activity) { w.timer.Progress() })
 	}()
+	return done
+}
 
+// supervise waits for the command to exit, stopping it when ctx ends for
+// a reason other than a signal (which supervise relays to it itself) or,
+// with KillOnStall, when it stops making progress. It returns why the
+// command was stopped (nil if it was not) and the outcome that goes with
+// it.
+func (w *Worker) supervise(ctx context.Context, child *supervise.Child) (error, protocol.Outcome) {
 	var stallCheck <-chan time.Time
 	if w.cfg.KillOnStall {
 		t := time.NewTicker(min(w.spec.Timer()/8, time.Second))
 		defer t.Stop()
 		stallCheck = t.C
 	}
-	reason, outcome := "", protocol.Failed
-	stop := func(why string, o protocol.Outcome) {
-		if reason != "" {
-			return
-		}
-		reason, outcome = why, o
-		w.log.Error("stopping the command", "reason", why, "pid", child.Pid())
-		// Stop returns once the child has exited; run it aside so the
-		// loop keeps watching.
-		go child.Stop(context.Background())
-	}
-	abort, lost := w.abort, w.timer.Done()
-wait:
+	stopped := ctx.Done()
 	for {
 		select {
 		case <-child.Done():
-			break wait
-		case <-abort:
-			abort = nil
-			stop("the master aborted the job: "+w.aborted(), protocol.Failed)
-		case <-lost:
-			lost = nil
-			stop(fmt.Sprintf("the timer is lost (%v); another worker may be given this item", w.timer.Err()), protocol.Failed)
+			return nil, protocol.Failed
+		case <-stopped:
+			stopped = nil
+			if why, outcome := w.stopFor(ctx, child); why != nil {
+				return w.waitStopped(child, why, outcome)
+			}
 		case <-stallCheck:
 			if since := w.timer.SinceKick(); since > w.spec.Timer() {
-				stallCheck = nil
-				stop(fmt.Sprintf("no progress for %v, over the job's %v timer", since.Round(time.Millisecond), w.spec.Timer()), protocol.Stalled)
+				why := fmt.Errorf("no progress for %v, over the job's %v timer", since.Round(time.Millisecond), w.spec.Timer())
+				w.log.Error("stopping the command", "reason", why, "pid", child.Pid())
+				go child.Stop(context.Background())
+				return w.waitStopped(child, why, protocol.Stalled)
 			}
 		}
 	}
-	stopMonitor()
-	exit := child.Exit()
+}
+
+// stopFor stops the command for ctx's cause; nil for a signal, which
+// supervise has relayed already, so the command's own status tells.
+func (w *Worker) stopFor(ctx context.Context, child *supervise.Child) (error, protocol.Outcome) {
+	cause := context.Cause(ctx)
+	if interrupted(ctx) != 0 {
+		return nil, protocol.Failed
+	}
+	w.log.Error("stopping the command", "reason", cause, "pid", child.Pid())
+	switch {
+	case errors.Is(cause, ErrAborted):
+		go child.Stop(context.Background())
+		return fmt.Errorf("the master aborted the job: %w", cause), protocol.Failed
+	case errors.Is(cause, ErrEndangered):
+		go child.StopWithin(context.Background(), w.endangeredGrace())
+	default:
+		go child.Stop(context.Background())
+	}
+	return fmt.Errorf("%w: %w; another worker may be given this item", errCoordinationLost, cause), protocol.Failed
+}
+
+// endangeredGrace is how long the command may take to exit on TERM when
+// the session is about to be lost: it must be dead before the server can
+// expire the session and hand the item to someone else, so KILL comes
+// with a quarter of the time left for the kernel to end the processes.
+// The time left is measured to the session's earliest possible expiry,
+// which may be nearer than its stop lead when a silent partition was
+// noticed late.
+func (w *Worker) endangeredGrace() time.Duration {
+	left := w.sess.StopLead()
+	if at, ok := w.sess.EarliestExpiry(); ok {
+		left = min(left, time.Until(at))
+	}
+	return max(left-left/4, 0)
+}
+
+func (w *Worker) waitStopped(child *supervise.Child, why error, o protocol.Outcome) (error, protocol.Outcome) {
+	<-child.Done()
+	return why, o
+}
+
+func resultOf(exit supervise.Exit, why error, o protocol.Outcome, took time.Duration) protocol.Result {
 	res := protocol.Result{
 		Outcome: protocol.OK, Exit: exit.Status(), Signal: int(exit.Signal),
-		DurationMillis: time.Since(started).Milliseconds(), Reason: reason,
+		DurationMillis: took.Milliseconds(),
 	}
 	switch {
-	case reason != "":
-		res.Outcome = outcome
+	case why != nil:
+		res.Outcome, res.Reason = o, why.Error()
 	case !exit.Success():
-		res.Outcome = protocol.Failed
-		res.Reason = exit.String()
+		res.Outcome, res.Reason = protocol.Failed, exit.String()
 	}
+	return res
+}
+
+func (w *Worker) logExit(child *supervise.Child, exit supervise.Exit, started time.Time) {
 	w.log.Info("command finished", "status", exit.Status(), "exit", exit.String(), "duration", time.Since(started).Round(time.Millisecond))
 	if exit.Orphans {
 		// Left alone: a batch scheduler ends them with the task, and a
 		// command may mean them to outlive it.
-		w.log.Warn("the command left processes of its group running", "pgid", child.Pid())
+		w.log.Warn("the command left processes running", "pgid", child.Pid())
 	}
 	if exit.OutputCut {
 		w.log.Warn("a process the command started kept its output open; the rest of that output was dropped")
 	}
-	if c != nil {
-		w.record(c, res)
+}
+
+// giveBack returns an item taken but not started: no attempt was spent.
+func (w *Worker) giveBack(c job.Claim) {
+	ctx, cancel := w.patient()
+	defer cancel()
+	if err := w.j.Release(ctx, c); err != nil {
+		w.log.Warn("could not give the item back; the master will find it", "item", c.Index, "err", err)
 	}
-	return exit.Status()
+}
+
+// abandon drops a claim whose command was stopped because the worker's
+// timer or session was lost under it: the item is no longer this
+// worker's to account for, and the master charges and hands it out as it
+// would for a worker that died.
+func (w *Worker) abandon(c *job.Claim) {
+	if c == nil {
+		return
+	}
+	ctx, cancel := w.patient()
+	defer cancel()
+	if err := w.j.Abandon(ctx, *c); err != nil && !errors.Is(err, job.ErrLeaseLost) {
+		w.log.Warn("could not drop the item; it is handed out again once this session ends", "item", c.Index, "err", err)
+	}
+}
+
+// patient is the context of the requests that must outlive a stop (a
+// result, a give-back): bounded by recordPatience, and by the session,
+// whose loss makes them pointless.
+func (w *Worker) patient() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), recordPatience)
+	go func() {
+		select {
+		case <-w.sess.Lost():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 // record writes the result, retrying through connection trouble for as
-// long as the session holds. A retry after a reply was lost finds the
-// lease already gone; the result it wrote is then there.
+// long as the session holds; a retry that finds its own result recorded is
+// success.
 func (w *Worker) record(c *job.Claim, r protocol.Result) {
-	r.ID, r.Host, r.Timer = w.cfg.ID, w.host, w.timer.Name()
-	deadline := time.Now().Add(recordPatience)
-	for try := 0; ; try++ {
-		err := w.j.Record(*c, r)
-		if err == nil {
-			w.log.Debug("result recorded", "item", c.Index, "outcome", r.Outcome)
-			return
-		}
-		if errors.Is(err, job.ErrLeaseLost) {
-			if try > 0 {
-				if has, herr := w.j.HasResult(c.Index); herr == nil && has {
-					return
-				}
-			}
-			w.log.Error("result not recorded: this worker no longer holds the item", "item", c.Index, "err", err)
-			return
-		}
-		if w.sess.Err() != nil || time.Now().After(deadline) {
-			w.log.Error("result not recorded", "item", c.Index, "err", err)
-			return
-		}
-		w.log.Warn("recording the result failed; retrying", "item", c.Index, "err", err)
-		select {
-		case <-w.sess.Lost():
-		case <-time.After(retryPause):
-		}
+	if c == nil {
+		return
+	}
+	r.ID, r.Host = w.cfg.ID, w.host
+	ctx, cancel := w.patient()
+	defer cancel()
+	err := w.j.Record(ctx, *c, r)
+	switch {
+	case err == nil:
+		w.log.Debug("result recorded", "item", c.Index, "outcome", r.Outcome)
+	case errors.Is(err, job.ErrLeaseLost):
+		w.log.Error("result not recorded: this worker no longer holds the item", "item", c.Index, "err", err)
+	default:
+		w.log.Error("result not recorded", "item", c.Index, "err", err)
 	}
 }

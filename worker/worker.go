@@ -13,29 +13,15 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"time"
-
-	"github.com/go-zookeeper/zk"
 
 	"github.com/zkdog/zkdog/heartbeat"
 	"github.com/zkdog/zkdog/internal/job"
 	"github.com/zkdog/zkdog/internal/protocol"
 	"github.com/zkdog/zkdog/internal/zkconn"
 	"github.com/zkdog/zkdog/supervise"
-)
-
-// Exit codes of zkdog run besides the child's own, as timeout(1) and
-// env(1) use them: a child's code passes through unchanged, so zkdog's
-// own failures use codes a command rarely does.
-const (
-	ExitFailed        = 125 // zkdog failed before the command started
-	ExitNotExecutable = 126
-	ExitNotFound      = 127
 )
 
 // Environment the child gets.
@@ -50,8 +36,21 @@ const (
 	Placeholder = "{}"
 )
 
-// ErrAborted: the master gave up on the job.
-var ErrAborted = errors.New("worker: job aborted")
+// Sentinel errors.
+var (
+	// ErrAborted: the master gave up on the job.
+	ErrAborted = errors.New("worker: job aborted")
+	// ErrNoCommand: nothing to run was given.
+	ErrNoCommand = errors.New("worker: no command given; put it after --")
+	// ErrNoQueue: the job has no items, and the worker was not told to
+	// run without one.
+	ErrNoQueue = errors.New("worker: the job has no queue")
+	// ErrSettings: the worker's settings cannot work with the job's.
+	ErrSettings = errors.New("worker: settings that cannot work")
+	// ErrEndangered: the session may expire before the command could be
+	// stopped, so it was stopped first.
+	ErrEndangered = errors.New("worker: ZooKeeper session endangered")
+)
 
 // Config is what zkdog run was asked to do.
 type Config struct {
@@ -70,7 +69,10 @@ type Config struct {
 	// quarter of the job's timer.
 	KickInterval time.Duration
 	// Progress says what counts as the command making progress.
-	Progress       supervise.Activity
+	Progress supervise.Activity
+	// SampleInterval is how often progress is sampled; zero means
+	// supervise.DefaultInterval, or half the kick interval if that is
+	// shorter: progress seen later than a kick is due is a kick missed.
 	SampleInterval time.Duration
 	ProgressFiles  []string
 	// KillOnStall stops a command once its timer would have expired.
@@ -85,6 +87,15 @@ type Config struct {
 	Log            *slog.Logger
 }
 
+// Result is how zkdog run ended when it could run: Status is the status
+// to exit with (the last failing command's, 0 if all succeeded or none
+// ran, 128+N if signal N stopped zkdog between items); Ran counts the
+// commands run.
+type Result struct {
+	Status int
+	Ran    int
+}
+
 // Worker runs one zkdog run.
 type Worker struct {
 	sess  *zkconn.Session
@@ -94,24 +105,20 @@ type Worker struct {
 	spec  protocol.Job
 	timer *heartbeat.Timer
 	host  string
-	abort <-chan struct{}
+	kick  time.Duration
 
-	kickFile    string
-	abortReason atomic.Pointer[string]
-	// stopping holds the signal (TERM or INT) that asked zkdog to stop, 0
-	// if none: no item is taken after it. While a child runs, supervise
-	// relays the same signal to it and stops it. stopped is closed then.
-	stopping atomic.Int32
-	stopped  chan struct{}
+	kickFile string
 }
 
-// Run does the whole zkdog run and returns the process exit code. A
-// non-nil error with ExitFailed means zkdog could not start the work.
-func Run(ctx context.Context, sess *zkconn.Session, j *job.Job, cfg Config) (int, error) {
+// Run does the whole zkdog run. ctx is cancelled, with an
+// *interrupt.Error cause, when zkdog is asked to stop: no item is taken
+// after it, and a running command, which gets the signal from supervise,
+// is waited for and its result recorded.
+func Run(ctx context.Context, sess *zkconn.Session, j *job.Job, cfg Config) (Result, error) {
 	if len(cfg.Command) == 0 {
-		return ExitFailed, errors.New("worker: no command given; put it after --")
+		return Result{}, ErrNoCommand
 	}
-	w := &Worker{sess: sess, j: j, cfg: cfg, log: cfg.Log, stopped: make(chan struct{})}
+	w := &Worker{sess: sess, j: j, cfg: cfg, log: cfg.Log}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -119,299 +126,82 @@ func Run(ctx context.Context, sess *zkconn.Session, j *job.Job, cfg Config) (int
 	if w.cfg.ID == "" {
 		w.cfg.ID = Identity(os.Getenv, w.host, os.Getpid())
 	}
-	spec, err := w.waitReady(ctx)
-	if err != nil {
-		return ExitFailed, err
-	}
-	w.spec = spec
-	if spec.Items == 0 && !cfg.NoQueue {
-		return ExitFailed, fmt.Errorf("worker: the job at %s has no queue; run with --no-queue", j.L.Root)
-	}
-	if reason, aborted, err := j.AbortReason(); err != nil {
-		return ExitFailed, err
-	} else if aborted {
-		return ExitFailed, fmt.Errorf("%w: %s", ErrAborted, reason)
-	}
-
-	kick := cfg.KickInterval
-	if kick <= 0 {
-		kick = spec.Timer() / 4
-	}
-	w.timer, err = heartbeat.Start(sess, j, protocol.Timer{ID: w.cfg.ID, Host: w.host, Pid: os.Getpid()},
-		heartbeat.WithKickInterval(kick), heartbeat.WithLogger(w.log))
-	if err != nil {
-		return ExitFailed, err
+	if err := w.join(ctx); err != nil {
+		return Result{}, err
 	}
 	defer w.timer.Close()
-	w.log.Info("worker started", "id", w.cfg.ID, "timer", w.timer.Name(), "root", j.L.Root)
-	w.log.Debug("timer settings", "kick_interval", kick, "limit", spec.Timer())
-	if spec.Sync {
-		if err := j.ReleaseBarrier(); err != nil {
-			return ExitFailed, err
-		}
-	}
-	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w.abort = w.watchAbort(actx)
-	stopSigs := make(chan os.Signal, 1)
-	signal.Notify(stopSigs, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(stopSigs)
-	go func() {
-		select {
-		case s := <-stopSigs:
-			w.stopping.Store(int32(s.(syscall.Signal)))
-			close(w.stopped)
-		case <-actx.Done():
-		}
-	}()
+	ctx, stop := w.stopWhenLost(ctx)
+	defer stop()
 
 	kf, err := os.CreateTemp("", "zkdog-kick-*")
 	if err != nil {
-		return ExitFailed, fmt.Errorf("worker: creating the kick file: %w", err)
+		return Result{}, fmt.Errorf("worker: creating the kick file: %w", err)
 	}
 	kf.Close()
 	w.kickFile = kf.Name()
 	defer os.Remove(w.kickFile)
 
 	if cfg.NoQueue {
-		return w.runOne(ctx, nil), nil
+		return Result{Status: w.runOne(ctx, nil), Ran: 1}, nil
 	}
 	return w.drain(ctx)
 }
 
-// drain takes items, one or (with Loop) until none is left.
-func (w *Worker) drain(ctx context.Context) (int, error) {
-	lease := protocol.Lease{Timer: w.timer.Name(), ID: w.cfg.ID, Host: w.host, Pid: os.Getpid()}
-	status, ran := 0, 0
-	for {
-		if sig := w.stopping.Load(); sig != 0 {
-			w.log.Info("stopping on a signal; no more items taken", "signal", syscall.Signal(sig))
-			return 128 + int(sig), nil
-		}
-		if err := w.lost(); err != nil {
-			if ran == 0 {
-				return ExitFailed, err
-			}
-			w.log.Error("stopping: no more items taken", "err", err)
-			return status, nil
-		}
-		c, err := w.take(lease)
-		if errors.Is(err, job.ErrEmpty) && w.cfg.Loop && w.cfg.UntilDone {
-			more, werr := w.awaitRetries(ctx)
-			if sig := w.stopping.Load(); sig != 0 {
-				return 128 + int(sig), nil
-			}
-			if werr != nil {
-				w.log.Error("stopping: no more items taken", "err", werr)
-				return status, nil
-			}
-			if more {
-				continue
-			}
-		}
-		if errors.Is(err, job.ErrEmpty) {
-			if ran == 0 {
-				w.log.Info("the queue is empty; nothing to do", "root", w.j.L.Root)
-			}
-			return status, nil
-		}
-		if err != nil {
-			if ran == 0 {
-				return ExitFailed, err
-			}
-			w.log.Error("could not take another item", "err", err)
-			return status, nil
-		}
-		w.timer.Progress() // taking an item is progress
-		w.log.Info("took item", "item", c.Index, "attempt", c.Attempt, "label", protocol.Label(c.Data))
-		if code := w.runOne(ctx, &c); code != 0 {
-			status = code
-		}
-		ran++
-		if !w.cfg.Loop {
-			return status, nil
+// join waits for the job, checks the settings against it, starts the timer
+// and releases the barrier.
+func (w *Worker) join(ctx context.Context) error {
+	spec, err := w.j.AwaitReady(ctx, w.cfg.WaitForJob)
+	if err != nil {
+		return err
+	}
+	w.spec = spec
+	if spec.Items == 0 && !w.cfg.NoQueue {
+		return fmt.Errorf("%w at %s: it was created without --items; run with --no-queue", ErrNoQueue, w.j.L.Root)
+	}
+	if reason, aborted, err := w.j.AbortReason(); err != nil {
+		return err
+	} else if aborted {
+		return fmt.Errorf("%w: %s", ErrAborted, reason)
+	}
+	if err := w.derive(); err != nil {
+		return err
+	}
+	w.timer, err = heartbeat.Start(w.sess, w.j, protocol.Timer{ID: w.cfg.ID, Host: w.host, Pid: os.Getpid()},
+		heartbeat.WithKickInterval(w.kick), heartbeat.WithLogger(w.log))
+	if err != nil {
+		return err
+	}
+	w.log.Info("worker started", "id", w.cfg.ID, "timer", w.timer.Name(), "root", w.j.L.Root)
+	w.log.Debug("timer settings", "kick_interval", w.kick, "sample_interval", w.cfg.SampleInterval, "limit", spec.Timer())
+	if spec.Sync {
+		if err := w.j.ReleaseBarrier(); err != nil {
+			w.timer.Close()
+			return err
 		}
 	}
+	return nil
 }
 
-// take takes an item, riding out a ZooKeeper outage (a leader election
-// takes under a second) for as long as the session holds.
-func (w *Worker) take(lease protocol.Lease) (job.Claim, error) {
-	deadline := time.Now().Add(recordPatience)
-	for {
-		c, err := w.j.Take(w.spec, lease)
-		if err == nil || !job.Transient(err) || w.sess.Err() != nil || time.Now().After(deadline) {
-			return c, err
-		}
-		w.log.Warn("taking an item failed; retrying", "err", err)
-		select {
-		case <-w.sess.Lost():
-		case <-time.After(retryPause):
-		}
+// derive derives the kick and sample intervals from the job's timer and
+// refuses the combinations that cannot work: a timer kicked less than
+// twice per limit has no slack for one late kick, and progress sampled
+// less often than kicks are due is progress seen too late.
+func (w *Worker) derive() error {
+	limit := w.spec.Timer()
+	w.kick = w.cfg.KickInterval
+	if w.kick <= 0 {
+		w.kick = limit / 4
 	}
-}
-
-// awaitRetries waits, with the queue empty, until an item comes back for
-// another attempt (true) or every item has a result (false). Waiting is a
-// sign of health, not a hang, so the timer is kept kicked meanwhile.
-func (w *Worker) awaitRetries(ctx context.Context) (bool, error) {
-	tick := time.NewTicker(max(w.spec.Timer()/8, 10*time.Millisecond))
-	defer tick.Stop()
-	logged := false
-	for {
-		retry, _, retryW, err := w.j.Conn().ChildrenW(w.j.L.Retry())
-		if err != nil {
-			return false, err
-		}
-		if len(retry) > 0 {
-			return true, nil
-		}
-		ok, done, doneW, err := w.j.Conn().ExistsW(w.j.L.Done())
-		if err != nil {
-			return false, err
-		}
-		if !ok {
-			return false, fmt.Errorf("%w at %s (it was removed)", job.ErrNoJob, w.j.L.Root)
-		}
-		if int(done.Version) >= w.spec.Items {
-			return false, nil
-		}
-		if !logged {
-			w.log.Info("the queue is empty; waiting for the other workers' items to finish or come back", "left", w.spec.Items-int(done.Version))
-			logged = true
-		}
-		for waiting := true; waiting; {
-			select {
-			case <-retryW:
-				waiting = false
-			case <-doneW:
-				waiting = false
-			case <-tick.C:
-				w.timer.Progress()
-			case <-w.stopped:
-				return false, fmt.Errorf("signal %v", syscall.Signal(w.stopping.Load()))
-			case <-ctx.Done():
-				return false, ctx.Err()
-			case <-w.abort:
-				return false, fmt.Errorf("%w: %s", ErrAborted, w.aborted())
-			case <-w.timer.Done():
-				return false, w.timer.Err()
-			}
-		}
+	if w.kick > limit/2 {
+		return fmt.Errorf("%w: --kick-interval %v is more than half the job's %v timer; a single late kick would make this worker look hung; give at most %v", ErrSettings, w.kick, limit, limit/2)
 	}
-}
-
-// lost says whether the worker may no longer work: job aborted or timer
-// gone.
-func (w *Worker) lost() error {
-	select {
-	case <-w.abort:
-		return fmt.Errorf("%w: %s", ErrAborted, w.aborted())
-	case <-w.timer.Done():
-		return w.timer.Err()
-	default:
-		return nil
+	if w.cfg.SampleInterval == 0 {
+		w.cfg.SampleInterval = min(supervise.DefaultInterval, w.kick/2)
 	}
-}
-
-func (w *Worker) waitReady(ctx context.Context) (protocol.Job, error) {
-	// A job that does not exist is waited for only as long as asked, since
-	// it is usually a wrong --root; one being filled, for as long as its
-	// master lives (its filler node says so).
-	giveUp := time.Now().Add(w.cfg.WaitForJob)
-	for {
-		b, _, ch, err := w.j.Conn().GetW(w.j.L.Root)
-		if errors.Is(err, zk.ErrNoNode) {
-			var ok bool
-			ok, _, ch, err = w.j.Conn().ExistsW(w.j.L.Root)
-			if err == nil && !ok {
-				left := time.Until(giveUp)
-				if left <= 0 {
-					return protocol.Job{}, fmt.Errorf("%w at %s: it was never created there, or it finished and was removed; check --root", job.ErrNoJob, w.j.L.Root)
-				}
-				w.log.Debug("no job yet; waiting for its master", "root", w.j.L.Root, "for", left)
-				select {
-				case <-ch:
-				case <-time.After(left):
-				case <-ctx.Done():
-					return protocol.Job{}, ctx.Err()
-				}
-				continue
-			}
-		}
-		if err != nil {
-			return protocol.Job{}, fmt.Errorf("worker: reading the job at %s: %w", w.j.L.Root, err)
-		}
-		if b == nil {
-			continue // created between the two reads
-		}
-		spec, err := protocol.DecodeJob(b)
-		if err != nil {
-			return protocol.Job{}, fmt.Errorf("%s: %w", w.j.L.Root, err)
-		}
-		if spec.State == protocol.StateReady {
-			return spec, nil
-		}
-		filling, _, fillerW, err := w.j.Conn().ExistsW(w.j.L.Filler())
-		if err != nil {
-			return protocol.Job{}, fmt.Errorf("worker: reading the job at %s: %w", w.j.L.Root, err)
-		}
-		if !filling {
-			// Read the state again: the master may just have finished.
-			if b2, _, err := w.j.Conn().Get(w.j.L.Root); err == nil {
-				if s2, err := protocol.DecodeJob(b2); err == nil && s2.State == protocol.StateReady {
-					return s2, nil
-				}
-			}
-			return protocol.Job{}, fmt.Errorf("worker: the job at %s was left %s by a master that died while filling it; remove it with zkdog clear", w.j.L.Root, spec.State)
-		}
-		w.log.Debug("the job is still being filled; waiting", "state", spec.State)
-		select {
-		case <-ch:
-		case <-fillerW:
-		case <-ctx.Done():
-			return protocol.Job{}, ctx.Err()
-		}
+	if w.cfg.SampleInterval > w.kick {
+		return fmt.Errorf("%w: --sample-interval %v is longer than the kick interval %v (the job's timer is %v): progress would be seen after the kick was due; give at most %v", ErrSettings, w.cfg.SampleInterval, w.kick, limit, w.kick)
 	}
-}
-
-// watchAbort returns a channel closed once the master aborts the job; the
-// reason is read first, since the master may remove the job right after.
-func (w *Worker) watchAbort(ctx context.Context) <-chan struct{} {
-	out := make(chan struct{})
-	go func() {
-		for {
-			ok, _, ch, err := w.j.Conn().ExistsW(w.j.L.Abort())
-			if err == nil && ok {
-				reason, _, _ := w.j.AbortReason()
-				w.abortReason.Store(&reason)
-				close(out)
-				return
-			}
-			var retry <-chan time.Time
-			if err != nil {
-				// No watch is set: look again shortly.
-				ch, retry = nil, time.After(retryPause)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-ch:
-				// Fired: the node was created, or the session was lost
-				// (EventNotWatching); either way, look again.
-			case <-retry:
-			}
-		}
-	}()
-	return out
-}
-
-// aborted says why the master aborted the job, once w.abort is closed.
-func (w *Worker) aborted() string {
-	if r := w.abortReason.Load(); r != nil && *r != "" {
-		return *r
-	}
-	return "no reason given"
+	return nil
 }
 
 func (w *Worker) childEnv(c *job.Claim) []string {

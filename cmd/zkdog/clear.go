@@ -7,7 +7,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/zkdog/zkdog/internal/job"
-	"github.com/zkdog/zkdog/master"
 )
 
 const flagForce = "force"
@@ -23,8 +22,7 @@ func clearCommand() *cli.Command {
 		Flags: append(commonFlags(),
 			&cli.BoolFlag{Name: flagForce, Usage: "Remove the job even while workers run, stopping them."},
 			&cli.BoolFlag{Name: flagJSON, Usage: "Print what was done as JSON."}),
-		OnUsageError: usageError(exitUsage),
-		Action:       clearAction,
+		Action: clearAction,
 	}
 }
 
@@ -39,27 +37,31 @@ func clearAction(c *cli.Context) error {
 		Removed bool   `json:"removed"`
 		Stopped int    `json:"workers_stopped"`
 	}
-	s, err := master.ReadStatus(j)
-	if errors.Is(err, job.ErrNoJob) {
+	// Only what decodes as a zkdog job is removed, however much of it is
+	// left: a removal that was interrupted must not make it unremovable.
+	if _, err := j.Spec(); errors.Is(err, job.ErrNoJob) {
 		t.log.Info("no job there; nothing to clear", "root", t.layout.Root)
 		return printJSON(c, outcome{Root: t.layout.Root})
+	} else if err != nil {
+		return err
 	}
+	alive, err := j.LiveTimers()
 	if err != nil {
-		return exitWith(jobErrorCode(err), err)
+		return err
 	}
-	if s.Alive > 0 {
+	if alive > 0 {
 		if !c.Bool(flagForce) {
-			return exitWith(1, fmt.Errorf("%d workers still run under %s (zkdog timers lists them); wait for them, or use --%s to stop them and remove the job",
-				s.Alive, t.layout.Root, flagForce))
+			return refusedf("%d workers still run under %s (zkdog timers lists them); wait for them, or use --%s to stop them and remove the job",
+				alive, t.layout.Root, flagForce)
 		}
 		if err := j.Abort(fmt.Sprintf("cleared by zkdog clear --force (%s)", hostPid())); err != nil {
-			return exitWith(exitZooKeeper, err)
+			return err
 		}
-		t.log.Warn("job aborted; its workers stop their commands", "workers", s.Alive)
+		t.log.Warn("job aborted; its workers stop their commands", "workers", alive)
 	}
 	if err := j.Remove(); err != nil {
-		return exitWith(exitZooKeeper, err)
+		return err
 	}
 	t.log.Info("job removed", "root", t.layout.Root)
-	return printJSON(c, outcome{Root: t.layout.Root, Removed: true, Stopped: s.Alive})
+	return printJSON(c, outcome{Root: t.layout.Root, Removed: true, Stopped: alive})
 }

@@ -3,14 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -99,10 +95,10 @@ type target struct {
 func parseTarget(c *cli.Context) (target, error) {
 	log, err := newLogger(c)
 	if err != nil {
-		return target{}, err
+		return target{}, usagef("%v", err)
 	}
 	if c.String(flagRoot) == "" {
-		return target{}, fmt.Errorf("--%s is required (or set %s): the job's path in ZooKeeper, such as /zkdog/myjob", flagRoot, envRoot)
+		return target{}, usagef("--%s is required (or set %s): the job's path in ZooKeeper, such as /zkdog/myjob", flagRoot, envRoot)
 	}
 	l, err := protocol.NewLayout(c.String(flagRoot))
 	if err != nil {
@@ -113,7 +109,7 @@ func parseTarget(c *cli.Context) (target, error) {
 	}
 	timeout := durationOf(c, flagSessionTimeout)
 	if timeout < time.Second {
-		return target{}, fmt.Errorf("--%s %v is too short; ZooKeeper grants at least two ticks (4s by default)", flagSessionTimeout, timeout)
+		return target{}, usagef("--%s %v is too short; ZooKeeper grants at least two ticks (4s by default)", flagSessionTimeout, timeout)
 	}
 	return target{servers: c.String(flagZK), layout: l, timeout: timeout, log: log}, nil
 }
@@ -121,10 +117,10 @@ func parseTarget(c *cli.Context) (target, error) {
 // dial opens the session. The first connection is bounded by the session
 // timeout: a ZooKeeper that cannot grant a session in that time would not
 // keep one alive either.
-func (t target) dial(ctx context.Context) (*zkconn.Session, *job.Job, error) {
+func (t target) dial(ctx context.Context, opts ...zkconn.Option) (*zkconn.Session, *job.Job, error) {
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
-	sess, err := zkconn.Dial(ctx, t.servers, t.timeout, t.log)
+	sess, err := zkconn.Dial(ctx, t.servers, t.timeout, t.log, opts...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -132,51 +128,22 @@ func (t target) dial(ctx context.Context) (*zkconn.Session, *job.Job, error) {
 }
 
 // openJob is the start of every operator command: checked flags and a
-// session, with errors already carrying their exit codes (2 for flags, 6
-// for ZooKeeper). The caller closes the session.
+// session. The caller closes the session.
 func openJob(c *cli.Context, ctx context.Context) (target, *zkconn.Session, *job.Job, error) {
+	if c.Args().Len() > 0 {
+		return target{}, nil, nil, usagef("zkdog %s takes no arguments, got %q", c.Command.Name, c.Args().First())
+	}
 	t, err := parseTarget(c)
 	if err != nil {
-		return t, nil, nil, exitWith(exitUsage, err)
+		return t, nil, nil, err
 	}
 	sess, j, err := t.dial(ctx)
-	if err != nil {
-		return t, nil, nil, exitWith(exitZooKeeper, err)
-	}
-	return t, sess, j, nil
+	return t, sess, j, err
 }
 
 func hostPid() string {
 	h, _ := os.Hostname()
 	return fmt.Sprintf("%s:%d", h, os.Getpid())
-}
-
-// interruptible returns a context cancelled by SIGINT or SIGTERM, and a
-// function saying which signal it was, for the 128+N exit code.
-func interruptible(parent context.Context) (context.Context, func() syscall.Signal, func()) {
-	ctx, cancel := context.WithCancel(parent)
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	var got atomic.Int32
-	go func() {
-		select {
-		case s := <-sigs:
-			got.Store(int32(s.(syscall.Signal)))
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	caught := func() syscall.Signal { return syscall.Signal(got.Load()) }
-	return ctx, caught, func() { signal.Stop(sigs); cancel() }
-}
-
-// jobErrorCode maps an error reading a job to an exit code: a missing or
-// foreign job is the caller's input, anything else is ZooKeeper's.
-func jobErrorCode(err error) int {
-	if errors.Is(err, job.ErrNoJob) || errors.Is(err, protocol.ErrUnknownVersion) || errors.Is(err, protocol.ErrNotAJob) {
-		return exitUsage
-	}
-	return exitZooKeeper
 }
 
 // isTerminal reports whether f is a terminal, for the live progress line.
@@ -190,8 +157,16 @@ func printJSON(c *cli.Context, v any) error {
 	if !c.Bool(flagJSON) {
 		return nil
 	}
-	if err := json.NewEncoder(os.Stdout).Encode(v); err != nil {
-		return exitWith(exitUsage, err)
+	return writeJSON(v, false)
+}
+
+func writeJSON(v any, indent bool) error {
+	enc := json.NewEncoder(os.Stdout)
+	if indent {
+		enc.SetIndent("", "  ")
+	}
+	if err := enc.Encode(v); err != nil {
+		return outputf("writing the output: %w", err)
 	}
 	return nil
 }

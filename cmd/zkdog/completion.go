@@ -35,7 +35,7 @@ func completionCommand() *cli.Command {
 				fmt.Fprint(c.App.Writer, bashCompletion)
 				return nil
 			default:
-				return exitWith(exitUsage, fmt.Errorf("no completion for %q; bash is supported (zsh users: autoload bashcompinit first)", shell))
+				return usagef("no completion for %q; bash is supported (zsh users: autoload bashcompinit first)", shell)
 			}
 		},
 	}

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/zkdog/zkdog/internal/job"
 	"github.com/zkdog/zkdog/worker"
 )
 
@@ -21,8 +19,7 @@ func consumeCommand() *cli.Command {
 			&cli.BoolFlag{Name: flagJSON, Usage: "Print the item as JSON, with its index and attempt."},
 			&cli.StringFlag{Name: flagID, EnvVars: envs(envWorkerID), Usage: "Name recorded as the item's taker; default host:pid."},
 		),
-		OnUsageError: usageError(exitUsage),
-		Action:       consumeAction,
+		Action: consumeAction,
 	}
 }
 
@@ -36,12 +33,9 @@ func consumeAction(c *cli.Context) error {
 	if id == "" {
 		id = hostPid()
 	}
-	claim, err := worker.Consume(j, id)
-	if errors.Is(err, job.ErrEmpty) {
-		return exitWith(1, errors.New("the queue is empty"))
-	}
+	claim, err := worker.Consume(c.Context, j, id)
 	if err != nil {
-		return exitWith(jobErrorCode(err), err)
+		return err
 	}
 	if c.Bool(flagJSON) {
 		return printJSON(c, struct {
@@ -50,6 +44,8 @@ func consumeAction(c *cli.Context) error {
 			Item    string `json:"item"`
 		}{claim.Index, claim.Attempt, string(claim.Data)})
 	}
-	fmt.Printf("%s\n", claim.Data)
+	if _, err := fmt.Printf("%s\n", claim.Data); err != nil {
+		return outputf("item %d was recorded done but could not be printed: %w", claim.Index, err)
+	}
 	return nil
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"fmt"
 	"os"
 	"time"
 
@@ -23,8 +21,7 @@ func kickCommand() *cli.Command {
 		Flags: append(commonFlags(),
 			&cli.StringFlag{Name: flagTimerName, Usage: "The timer to kick, as zkdog timers lists it (t-0000000003)."},
 			&cli.BoolFlag{Name: flagJSON, Usage: "Print what was kicked as JSON."}),
-		OnUsageError: usageError(exitUsage),
-		Action:       kickAction,
+		Action: kickAction,
 	}
 }
 
@@ -34,11 +31,11 @@ func kickAction(c *cli.Context) error {
 	}
 	file := os.Getenv(worker.EnvKickFile)
 	if file == "" {
-		return exitWith(exitUsage, errors.New("not inside zkdog run ($"+worker.EnvKickFile+" is not set); give --timer NAME and --root to kick a timer by hand"))
+		return usagef("not inside zkdog run ($%s is not set); give --timer NAME and --root to kick a timer by hand", worker.EnvKickFile)
 	}
 	now := time.Now()
 	if err := os.Chtimes(file, now, now); err != nil {
-		return exitWith(exitUsage, fmt.Errorf("kicking through %s: %w", file, err))
+		return usagef("kicking through %s: %w", file, err)
 	}
 	return printJSON(c, map[string]string{"kick_file": file})
 }
@@ -50,7 +47,7 @@ func kickRemote(c *cli.Context, name string) error {
 	}
 	defer sess.Close()
 	if err := j.Kick(name); err != nil {
-		return exitWith(exitZooKeeper, err)
+		return err
 	}
 	return printJSON(c, map[string]string{"timer": j.L.Timer(name)})
 }

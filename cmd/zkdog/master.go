@@ -1,14 +1,14 @@
 package main
 
 import (
-	"encoding/json"
-	"errors"
+	"context"
 	"fmt"
 	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/zkdog/zkdog/internal/interrupt"
 	"github.com/zkdog/zkdog/internal/job"
 	"github.com/zkdog/zkdog/master"
 )
@@ -21,11 +21,13 @@ const (
 	flagKeep        = "keep"
 	flagRetries     = "retries"
 	flagJSON        = "json"
+	flagExpect      = "expect-workers"
 
 	envItems       = "ZKDOG_ITEMS"
 	envTimer       = "ZKDOG_TIMER_LIMIT"
 	envSyncTimeout = "ZKDOG_SYNC_TIMEOUT"
 	envRetries     = "ZKDOG_RETRIES"
+	envExpect      = "ZKDOG_EXPECT_WORKERS"
 
 	defaultTimer = 120 * time.Second
 )
@@ -36,8 +38,7 @@ func masterCommand() *cli.Command {
 		Usage: "Create a job, fill its queue and wait until every item is done or a worker hangs.",
 		Description: "zkdog master is zkdog init followed by zkdog wait.\n\n" + waitExitCodes +
 			" 2 also means bad input: nothing was changed.",
-		Flags:        append(append(commonFlags(), createFlags()...), waitFlags()...),
-		OnUsageError: usageError(exitUsage),
+		Flags: append(append(commonFlags(), createFlags()...), waitFlags()...),
 		Action: func(c *cli.Context) error {
 			return masterAction(c, true, true)
 		},
@@ -51,8 +52,7 @@ func initCommand() *cli.Command {
 		Description: "For jobs created before their tasks are submitted: zkdog init, then submit the array, then\n" +
 			"zkdog wait in a dependent job. Exit codes: 0 created; 2 bad input or a job already there (nothing\n" +
 			"changed); 6 ZooKeeper unreachable.",
-		Flags:        append(commonFlags(), createFlags()...),
-		OnUsageError: usageError(exitUsage),
+		Flags: append(commonFlags(), createFlags()...),
 		Action: func(c *cli.Context) error {
 			return masterAction(c, true, false)
 		},
@@ -65,8 +65,7 @@ func waitCommand() *cli.Command {
 		Usage: "Wait for an existing job until every item is done or a worker hangs.",
 		Description: "Also the way to take over from a master that died: the job's state is all in ZooKeeper, and\n" +
 			"items whose workers vanished meanwhile are found and handed out again.\n\n" + waitExitCodes,
-		Flags:        append(commonFlags(), waitFlags()...),
-		OnUsageError: usageError(exitUsage),
+		Flags: append(commonFlags(), waitFlags()...),
 		Action: func(c *cli.Context) error {
 			return masterAction(c, false, true)
 		},
@@ -88,6 +87,8 @@ func createFlags() []cli.Flag {
 			Usage: "Create a start barrier; the first worker to start releases it, and the master waits for that."},
 		&cli.IntFlag{Name: flagRetries, EnvVars: envs(envRetries), Value: 0,
 			Usage: "How many more times an item is handed out after its worker vanished without a result."},
+		&cli.IntFlag{Name: flagExpect, EnvVars: envs(envExpect), Value: 0,
+			Usage: "Without --items: the job is finished once this many workers have come and gone (default: one)."},
 	}
 }
 
@@ -105,40 +106,41 @@ func waitFlags() []cli.Flag {
 // masterAction creates the job (doCreate), waits for it (doWait), or both.
 func masterAction(c *cli.Context, doCreate, doWait bool) error {
 	if c.Args().Len() > 0 {
-		return exitWith(exitUsage, fmt.Errorf("%s takes no arguments, got %q", c.Command.Name, c.Args().First()))
+		return usagef("%s takes no arguments, got %q", c.Command.Name, c.Args().First())
 	}
 	t, err := parseTarget(c)
 	if err != nil {
-		return exitWith(exitUsage, err)
+		return err
 	}
 	var spec master.Spec
 	if doCreate {
 		if spec, err = createSpec(c); err != nil {
-			return exitWith(exitUsage, err)
+			return err
 		}
 	}
-
-	ctx, caught, stop := interruptible(c.Context)
+	ctx, stop := interrupt.Context(c.Context)
 	defer stop()
 	sess, j, err := t.dial(ctx)
 	if err != nil {
-		return exitWith(exitZooKeeper, err)
+		return err
 	}
 	defer sess.Close()
-
 	if doCreate {
 		started := time.Now()
 		if err := master.Create(j, spec); err != nil {
-			if errors.Is(err, job.ErrExists) {
-				return exitWith(exitUsage, err)
-			}
-			return exitWith(exitZooKeeper, err)
+			return err
 		}
 		t.log.Info("job created", "root", t.layout.Root, "items", len(spec.Items), "timer", spec.Timer, "in", time.Since(started).Round(time.Millisecond))
 	}
 	if !doWait {
 		return nil
 	}
+	return waitJob(c, ctx, t, j)
+}
+
+// waitJob waits for the job, removes it unless --keep, and prints the
+// report.
+func waitJob(c *cli.Context, ctx context.Context, t target, j *job.Job) error {
 	progress := master.NewProgress(os.Stderr, isTerminal(os.Stderr))
 	report, err := master.Wait(ctx, j, master.WaitConfig{
 		SyncTimeout: durationOf(c, flagSyncTimeout),
@@ -146,25 +148,27 @@ func masterAction(c *cli.Context, doCreate, doWait bool) error {
 		OnStatus:    progress.Update,
 	})
 	progress.Done()
+	if ctx.Err() != nil {
+		t.log.Warn("interrupted; the job stays in ZooKeeper and its workers go on; zkdog wait takes over", "root", t.layout.Root)
+		return context.Cause(ctx)
+	}
 	if err != nil {
-		if ctx.Err() != nil {
-			t.log.Warn("interrupted; the job stays in ZooKeeper and its workers go on; zkdog wait takes over", "root", t.layout.Root)
-			return exitWith(128+int(caught()), nil)
-		}
-		if errors.Is(err, job.ErrNoJob) && !doCreate {
-			return exitWith(exitUsage, fmt.Errorf("%w; check --%s", err, flagRoot))
-		}
-		return exitWith(exitZooKeeper, err)
+		return err
 	}
 	if !c.Bool(flagKeep) {
 		if err := j.Remove(); err != nil {
 			t.log.Warn("could not remove the job", "err", err)
 		}
 	}
-	if err := printReport(c, report); err != nil {
-		return exitWith(exitZooKeeper, err)
+	report.Exit = endCodes[report.End]
+	if c.Bool(flagJSON) {
+		if err := writeJSON(report, true); err != nil {
+			t.log.Error("could not print the report", "err", err)
+		}
+	} else {
+		report.Print(os.Stderr)
 	}
-	return exitWith(report.Exit, nil)
+	return exitStatus(report.Exit)
 }
 
 // createSpec reads and checks everything a new job needs before ZooKeeper
@@ -172,31 +176,25 @@ func masterAction(c *cli.Context, doCreate, doWait bool) error {
 func createSpec(c *cli.Context) (master.Spec, error) {
 	limit := durationOf(c, flagTimer)
 	if limit < 100*time.Millisecond {
-		return master.Spec{}, fmt.Errorf("--%s %v is too short; give at least 100ms (the default is %v)", flagTimer, limit, defaultTimer)
+		return master.Spec{}, usagef("--%s %v is too short; give at least 100ms (the default is %v)", flagTimer, limit, defaultTimer)
 	}
 	if c.Int(flagRetries) < 0 {
-		return master.Spec{}, fmt.Errorf("--%s %d is negative", flagRetries, c.Int(flagRetries))
+		return master.Spec{}, usagef("--%s %d is negative", flagRetries, c.Int(flagRetries))
 	}
-	spec := master.Spec{Timer: limit, Retries: c.Int(flagRetries), Sync: c.Bool(flagSync), Master: hostPid()}
+	if c.Int(flagExpect) < 0 {
+		return master.Spec{}, usagef("--%s %d is negative", flagExpect, c.Int(flagExpect))
+	}
+	spec := master.Spec{Timer: limit, Retries: c.Int(flagRetries), Sync: c.Bool(flagSync), Master: hostPid(),
+		ExpectWorkers: c.Int(flagExpect)}
 	if name := c.String(flagItems); name != "" {
+		if spec.ExpectWorkers > 0 {
+			return master.Spec{}, usagef("--%s is for jobs without --%s: a job with items ends when every item has a result", flagExpect, flagItems)
+		}
 		items, err := master.ReadItemsFile(name)
 		if err != nil {
-			return master.Spec{}, fmt.Errorf("--%s: %w", flagItems, err)
-		}
-		if err := job.CheckItems(items); err != nil {
 			return master.Spec{}, fmt.Errorf("--%s: %w", flagItems, err)
 		}
 		spec.Items = items
 	}
 	return spec, nil
-}
-
-func printReport(c *cli.Context, r master.Report) error {
-	if c.Bool(flagJSON) {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
-	}
-	r.Print(os.Stderr)
-	return nil
 }

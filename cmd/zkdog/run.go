@@ -1,12 +1,13 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/zkdog/zkdog/internal/interrupt"
+	"github.com/zkdog/zkdog/internal/zkconn"
 	"github.com/zkdog/zkdog/supervise"
 	"github.com/zkdog/zkdog/worker"
 )
@@ -54,8 +55,8 @@ func runCommand() *cli.Command {
 				"Kick the timer at most this often; default a quarter of the job's timer."),
 			&cli.StringFlag{Name: flagProgress, EnvVars: envs(envProgress), Value: "all",
 				Usage: "What counts as progress, comma-separated: cpu, io, output, file, kick; all (the default) or alive (kick while the command runs)."},
-			durationFlag(flagSampleInterval, envSampleInterval, supervise.DefaultInterval,
-				"How often the command's process tree is sampled for progress."),
+			durationFlag(flagSampleInterval, envSampleInterval, 0,
+				"How often the command's process tree is sampled for progress; default 1s, or half the kick interval if shorter."),
 			&cli.StringSliceFlag{Name: flagProgressFile, TakesFile: true,
 				Usage: "A file whose modification time changing counts as progress (repeatable)."},
 			&cli.BoolFlag{Name: flagKillOnStall,
@@ -65,40 +66,60 @@ func runCommand() *cli.Command {
 			durationFlag(flagWaitForJob, envWaitForJob, 0,
 				"If the job does not exist yet, wait this long for its master to create it; 0 fails at once."),
 		),
-		OnUsageError: usageError(worker.ExitFailed),
-		Action:       runAction,
+		Action: runAction,
 	}
 }
 
 func runAction(c *cli.Context) error {
 	command := c.Args().Slice()
 	if len(command) == 0 {
-		return exitWith(worker.ExitFailed, fmt.Errorf("no command to run; give it after --, as in: zkdog run --%s /job -- ./work {}", flagRoot))
+		return usagef("no command to run; give it after --, as in: zkdog run --%s /job -- ./work {}", flagRoot)
 	}
 	t, err := parseTarget(c)
 	if err != nil {
-		return exitWith(worker.ExitFailed, err)
+		return err
 	}
-	progress, err := supervise.ParseActivity(c.String(flagProgress))
+	cfg, err := workerConfig(c, command, t)
 	if err != nil {
-		return exitWith(worker.ExitFailed, fmt.Errorf("--%s: %w", flagProgress, err))
+		return err
 	}
-	if c.Bool(flagNoQueue) && (c.Bool(flagLoop) || c.Bool(flagStdin)) {
-		return exitWith(worker.ExitFailed, fmt.Errorf("--%s takes no item, so --%s and --%s make no sense with it", flagNoQueue, flagLoop, flagStdin))
-	}
-	if c.Bool(flagUntilDone) && !c.Bool(flagLoop) {
-		return exitWith(worker.ExitFailed, fmt.Errorf("--%s goes with --%s", flagUntilDone, flagLoop))
-	}
-	sample := durationOf(c, flagSampleInterval)
-	if sample < 10*time.Millisecond {
-		return exitWith(worker.ExitFailed, fmt.Errorf("--%s %v is too short; give at least 10ms", flagSampleInterval, sample))
-	}
-	sess, j, err := t.dial(c.Context)
+	ctx, stop := interrupt.Context(c.Context)
+	defer stop()
+	// The command must be dead before the server can expire the session:
+	// the session warns a kill timeout ahead (capped, see StopLeadFor).
+	sess, j, err := t.dial(ctx, zkconn.WithStopLead(cfg.KillTimeout))
 	if err != nil {
-		return exitWith(worker.ExitFailed, err)
+		return err
 	}
 	defer sess.Close()
-	code, err := worker.Run(c.Context, sess, j, worker.Config{
+	res, err := worker.Run(ctx, sess, j, cfg)
+	if err != nil {
+		return err
+	}
+	return exitStatus(res.Status)
+}
+
+// workerConfig checks run's own flags.
+func workerConfig(c *cli.Context, command []string, t target) (worker.Config, error) {
+	progress, err := supervise.ParseActivity(c.String(flagProgress))
+	if err != nil {
+		return worker.Config{}, usagef("--%s: %w", flagProgress, err)
+	}
+	if c.Bool(flagNoQueue) && (c.Bool(flagLoop) || c.Bool(flagStdin)) {
+		return worker.Config{}, usagef("--%s takes no item, so --%s and --%s make no sense with it", flagNoQueue, flagLoop, flagStdin)
+	}
+	if c.Bool(flagUntilDone) && !c.Bool(flagLoop) {
+		return worker.Config{}, usagef("--%s goes with --%s", flagUntilDone, flagLoop)
+	}
+	sample := durationOf(c, flagSampleInterval)
+	if c.IsSet(flagSampleInterval) && sample < 10*time.Millisecond {
+		return worker.Config{}, usagef("--%s %v is too short; give at least 10ms", flagSampleInterval, sample)
+	}
+	kill := durationOf(c, flagKillTimeout)
+	if kill <= 0 {
+		kill = supervise.DefaultKillTimeout
+	}
+	return worker.Config{
 		Command:        command,
 		ItemOnStdin:    c.Bool(flagStdin),
 		NoQueue:        c.Bool(flagNoQueue),
@@ -110,12 +131,11 @@ func runAction(c *cli.Context) error {
 		SampleInterval: sample,
 		ProgressFiles:  c.StringSlice(flagProgressFile),
 		KillOnStall:    c.Bool(flagKillOnStall),
-		KillTimeout:    durationOf(c, flagKillTimeout),
+		KillTimeout:    kill,
 		WaitForJob:     durationOf(c, flagWaitForJob),
 		Stdin:          os.Stdin,
 		Stdout:         os.Stdout,
 		Stderr:         os.Stderr,
 		Log:            t.log,
-	})
-	return exitWith(code, err)
+	}, nil
 }

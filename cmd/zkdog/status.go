@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/zkdog/zkdog/internal/interrupt"
 	"github.com/zkdog/zkdog/master"
 )
 
@@ -25,13 +26,12 @@ func statusCommand() *cli.Command {
 			&cli.BoolFlag{Name: flagJSON, Usage: "Print the status as JSON."},
 			durationFlag(flagWatch, "", 0, "Refresh every this often until interrupted; 0 shows it once."),
 		),
-		OnUsageError: usageError(exitUsage),
-		Action:       statusAction,
+		Action: statusAction,
 	}
 }
 
 func statusAction(c *cli.Context) error {
-	ctx, _, stop := interruptible(c.Context)
+	ctx, stop := interrupt.Context(c.Context)
 	defer stop()
 	_, sess, j, err := openJob(c, ctx)
 	if err != nil {
@@ -43,7 +43,7 @@ func statusAction(c *cli.Context) error {
 	for {
 		s, err := master.ReadStatus(j)
 		if err != nil {
-			return exitWith(jobErrorCode(err), err)
+			return err
 		}
 		if c.Bool(flagJSON) {
 			if err := printJSON(c, s); err != nil {
@@ -76,8 +76,7 @@ func timersCommand() *cli.Command {
 			&cli.BoolFlag{Name: flagExpired, Usage: "List only the timers un-kicked longer than the job's timer; exit 1 if any."},
 			&cli.BoolFlag{Name: flagJSON, Usage: "Print the timers as JSON."},
 		),
-		OnUsageError: usageError(exitUsage),
-		Action:       timersAction,
+		Action: timersAction,
 	}
 }
 
@@ -89,7 +88,7 @@ func timersAction(c *cli.Context) error {
 	defer sess.Close()
 	s, err := master.ReadStatus(j)
 	if err != nil {
-		return exitWith(jobErrorCode(err), err)
+		return err
 	}
 	timers := s.Timers
 	if c.Bool(flagExpired) {
@@ -111,7 +110,7 @@ func timersAction(c *cli.Context) error {
 		master.PrintTimers(os.Stdout, timers)
 	}
 	if c.Bool(flagExpired) && len(timers) > 0 {
-		return exitWith(1, nil)
+		return exitStatus(exitFailed)
 	}
 	return nil
 }

@@ -30,9 +30,17 @@ func CheckItems(items [][]byte) error {
 		return fmt.Errorf("%w: %d items is more than the %d a job may hold; split the job", ErrTooLarge, len(items), protocol.MaxItems)
 	}
 	for i, it := range items {
-		if len(it) > protocol.MaxItemBytes {
-			return fmt.Errorf("%w: item %d is %d bytes, over the %d-byte limit; pass a file name or a key instead of the data", ErrTooLarge, i+1, len(it), protocol.MaxItemBytes)
+		if err := CheckItem(it); err != nil {
+			return fmt.Errorf("item %d: %w", i+1, err)
 		}
+	}
+	return nil
+}
+
+// CheckItem validates one item.
+func CheckItem(item []byte) error {
+	if len(item) > protocol.MaxItemBytes {
+		return fmt.Errorf("%w: %d bytes, over the %d-byte limit; pass a file name or a key instead of the data", ErrTooLarge, len(item), protocol.MaxItemBytes)
 	}
 	return nil
 }
@@ -52,20 +60,8 @@ func (j *Job) Create(spec protocol.Job, items [][]byte) error {
 	if err := j.createParents(); err != nil {
 		return err
 	}
-	_, err := j.conn.Create(j.L.Root, protocol.Encode(spec), 0, openACL)
-	if errors.Is(err, zk.ErrNodeExists) {
-		return j.describeExisting()
-	}
-	if err != nil {
-		return fmt.Errorf("job: creating %s: %w", j.L.Root, err)
-	}
-	// Workers that start while a large job is filled wait for it as long
-	// as this node says its master is alive.
-	if _, err := j.conn.Create(j.L.Filler(), nil, zk.FlagEphemeral, openACL); err != nil {
-		if rerr := j.Remove(); rerr != nil {
-			err = fmt.Errorf("%w (and removing the partial job failed: %v; run zkdog clear --force)", err, rerr)
-		}
-		return fmt.Errorf("job: creating %s: %w", j.L.Filler(), err)
+	if err := j.createRoot(spec); err != nil {
+		return err
 	}
 	if err := j.fill(spec, items); err != nil {
 		if rerr := j.Remove(); rerr != nil {
@@ -74,6 +70,29 @@ func (j *Job) Create(spec protocol.Job, items [][]byte) error {
 		return err
 	}
 	return nil
+}
+
+// createRoot creates the root in state filling, with the ephemeral filler
+// and the fixed nodes, in one transaction: a worker that sees the job at
+// all sees its filler, and so can tell a job being filled from one whose
+// master died.
+func (j *Job) createRoot(spec protocol.Job) error {
+	ops := []any{
+		&zk.CreateRequest{Path: j.L.Root, Data: protocol.Encode(spec), Acl: openACL},
+		&zk.CreateRequest{Path: j.L.Filler(), Acl: openACL, Flags: zk.FlagEphemeral},
+	}
+	for _, p := range []string{j.L.Items(), j.L.Results(), j.L.Leases(), j.L.Retry(), j.L.Timers(),
+		j.L.Cursor(), j.L.Done(), j.L.Failed(), j.L.Clock(), j.L.Workers()} {
+		ops = append(ops, &zk.CreateRequest{Path: p, Acl: openACL})
+	}
+	at, err := j.multi(ops...)
+	switch {
+	case err == nil:
+		return nil
+	case at == 0 && errors.Is(err, zk.ErrNodeExists):
+		return j.describeExisting()
+	}
+	return fmt.Errorf("job: creating %s: %w", j.L.Root, err)
 }
 
 func (j *Job) describeExisting() error {
@@ -105,16 +124,9 @@ func (j *Job) createParents() error {
 }
 
 func (j *Job) fill(spec protocol.Job, items [][]byte) error {
-	// Parents first, and waited for: concurrent requests from several
+	// Buckets first, and waited for: concurrent requests from several
 	// goroutines reach the server in no particular order.
 	dirs := &batcher{job: j}
-	for _, p := range []string{j.L.Items(), j.L.Results(), j.L.Leases(), j.L.Retry(), j.L.Timers(),
-		j.L.Cursor(), j.L.Done(), j.L.Failed(), j.L.Clock()} {
-		dirs.create(p, nil)
-	}
-	if err := dirs.wait(); err != nil {
-		return fmt.Errorf("job: creating the job's nodes: %w", err)
-	}
 	for b := range protocol.Buckets(len(items)) {
 		dirs.create(j.L.ItemBucket(b), nil)
 		dirs.create(j.L.ResultBucket(b), nil)
@@ -133,10 +145,10 @@ func (j *Job) fill(spec protocol.Job, items [][]byte) error {
 		return fmt.Errorf("job: writing items: %w", err)
 	}
 	spec.State = protocol.StateReady
-	err := multiErr(j.conn.Multi(
+	_, err := j.multi(
 		&zk.SetDataRequest{Path: j.L.Root, Data: protocol.Encode(spec), Version: -1},
 		&zk.DeleteRequest{Path: j.L.Filler(), Version: -1},
-	))
+	)
 	if err != nil {
 		return fmt.Errorf("job: marking %s ready: %w", j.L.Root, err)
 	}
@@ -185,7 +197,7 @@ func (b *batcher) flush() {
 	b.wg.Add(1)
 	go func() {
 		defer func() { <-b.sem; b.wg.Done() }()
-		if err := multiErr(b.job.conn.Multi(ops...)); err != nil {
+		if _, err := b.job.multi(ops...); err != nil {
 			b.mu.Lock()
 			if b.err == nil {
 				b.err = err

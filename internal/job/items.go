@@ -1,9 +1,10 @@
 package job
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"time"
+	"strings"
 
 	"github.com/go-zookeeper/zk"
 
@@ -14,174 +15,180 @@ import (
 type Claim struct {
 	protocol.Turn
 	Data []byte
+	// Timer is the child name of the timer of the worker holding it.
+	Timer string
 }
 
-// Take leases the next item for the worker described by lease. It costs
-// two round trips whatever the queue's length: a ticket from the cursor
-// (a write whose new version is the ticket, so concurrent workers never
-// collide or retry), then, sent together, a read of the item and the
-// creation of its ephemeral lease. Items given back for another attempt are taken from the retry
-// list once the cursor has run past the end. ErrEmpty when nothing is left.
+// Take leases the next item for the worker described by lease, whose
+// Timer names the worker's live timer. A ticket from the cursor (a write
+// whose new version is the ticket, so concurrent workers never collide)
+// picks a fresh item; once the cursor has run past the end, items handed
+// out again are taken from the retry list. ErrEmpty when nothing is left.
 //
-// An item's data version counts the times it was handed out again, so it
-// is the attempt number less one. Every lease is created, and every result
-// recorded, in a transaction that checks it: a worker that lags behind a
-// requeue (its ticket taken just before the master gave the item to
-// someone else) is refused instead of working on it twice.
-func (j *Job) Take(spec protocol.Job, lease protocol.Lease) (Claim, error) {
+// Every lease is created in a transaction that checks the worker's timer:
+// after a session expiry the client opens a new session and sends the
+// requests it had queued on it, and a lease made there would belong to a
+// session the worker does not know. The timer, ephemeral to the session
+// the worker started with, is gone by then, so the lease is refused
+// (ErrTimerLost). The transaction also moves the item's version from
+// "open" to "leased" (protocol.TurnOf), so a turn is leased at most once
+// and a vanished worker is always charged.
+func (j *Job) Take(ctx context.Context, spec protocol.Job, lease protocol.Lease) (Claim, error) {
 	lease.V = protocol.Version
 	for spec.Items > 0 {
 		st, err := j.conn.Set(j.L.Cursor(), nil, -1)
+		if errors.Is(err, zk.ErrNoNode) {
+			return Claim{}, j.gone(err)
+		}
 		if err != nil {
+			// A lost reply leaves a ticket nobody leases; the master's
+			// sweep finds its item.
 			return Claim{}, fmt.Errorf("job: taking a ticket: %w", err)
 		}
 		ticket := int(st.Version) - 1
 		if ticket >= spec.Items {
 			break
 		}
-		c, err := j.leaseFresh(ticket, lease)
-		for try := 0; Transient(err) && try < leaseRetries; try++ {
-			// The lease may have been created and only the reply lost:
-			// try the same ticket again (finding the lease ours is
-			// success), or the lease would be held by this live session
-			// for ever with nobody working on its item.
-			time.Sleep(leaseRetryPause)
-			c, err = j.leaseFresh(ticket, lease)
+		c, err := j.claim(ctx, protocol.Turn{Index: ticket, Attempt: 1}, lease, false)
+		if errors.Is(err, errTaken) {
+			continue // handed out again before this ticket's lease
 		}
-		if errors.Is(err, errRequeued) {
+		return c, err
+	}
+	return j.takeRetry(ctx, lease)
+}
+
+// errTaken: the turn went to someone else first, or moved on.
+var errTaken = errors.New("job: turn taken meanwhile")
+
+// takeRetry takes an item from the retry list. The list holds only items
+// handed out again, so it is short, and a worker lists it only after the
+// cursor has run out. Of two workers racing for an entry exactly one wins:
+// both move the item's version.
+func (j *Job) takeRetry(ctx context.Context, lease protocol.Lease) (Claim, error) {
+	names, err := j.sortedChildren(j.L.Retry())
+	if err != nil {
+		return Claim{}, j.listErr(j.L.Retry(), err)
+	}
+	for _, t := range turns(names) {
+		c, err := j.claim(ctx, t, lease, true)
+		if errors.Is(err, errTaken) {
 			continue
 		}
 		return c, err
 	}
-	return j.takeRetry(lease)
-}
-
-// A lease whose reply was lost is retried every leaseRetryPause for up to
-// leaseRetries times: the client reconnects within a second or two after
-// a server dies; a session that does not is lost anyway, and its lease
-// with it.
-const (
-	leaseRetries    = 150
-	leaseRetryPause = 200 * time.Millisecond
-)
-
-// errRequeued: the item of a ticket was handed out again before its lease
-// was created; the worker takes another ticket.
-var errRequeued = errors.New("job: item requeued meanwhile")
-
-func (j *Job) leaseFresh(index int, lease protocol.Lease) (Claim, error) {
-	turn := protocol.Turn{Index: index, Attempt: 1}
-	// The read and the lease do not depend on each other, so they go out
-	// together and cost one round trip.
-	var (
-		data  []byte
-		multi error
-	)
-	err := parallel(2,
-		func() (err error) { data, _, err = j.conn.Get(j.L.Item(index)); return },
-		func() error {
-			multi = multiErr(j.conn.Multi(
-				&zk.CheckVersionRequest{Path: j.L.Item(index), Version: 0},
-				&zk.CreateRequest{Path: j.L.Lease(turn), Data: protocol.Encode(lease), Acl: openACL, Flags: zk.FlagEphemeral},
-			))
-			return nil
-		},
-	)
-	switch {
-	case errors.Is(multi, zk.ErrBadVersion):
-		return Claim{}, errRequeued
-	case errors.Is(multi, zk.ErrNodeExists) && j.ownLease(turn):
-		multi = nil // a repeat after a lost reply
-	}
-	if multi != nil {
-		return Claim{}, fmt.Errorf("job: leasing item %d: %w", index, multi)
-	}
-	if err != nil {
-		return Claim{}, fmt.Errorf("job: reading item %d: %w", index, err)
-	}
-	return Claim{Turn: turn, Data: data}, nil
-}
-
-// ownLease reports whether the lease exists and belongs to this session.
-func (j *Job) ownLease(t protocol.Turn) bool {
-	_, st, err := j.conn.Exists(j.L.Lease(t))
-	return err == nil && st != nil && st.EphemeralOwner == j.conn.SessionID()
-}
-
-// takeRetry takes an item from the retry list. The list holds only items
-// whose workers vanished, so it is short, and a worker lists it only after
-// the cursor has run out. Moving the entry to a lease is one Multi, so of
-// two workers racing for it exactly one wins.
-func (j *Job) takeRetry(lease protocol.Lease) (Claim, error) {
-	names, err := j.sortedChildren(j.L.Retry())
-	if err != nil {
-		return Claim{}, fmt.Errorf("job: listing %s: %w", j.L.Retry(), err)
-	}
-	for _, name := range names {
-		t, err := protocol.ParseTurn(name)
-		if err != nil {
-			continue
-		}
-		err = j.leaseRetry(t, lease)
-		if errors.Is(err, zk.ErrBadVersion) {
-			// The item has moved past this turn (it has a result, or was
-			// handed out again): the entry is stale, and left alone it
-			// would keep --until-done workers from ever seeing an empty
-			// list.
-			if derr := j.conn.Delete(j.L.RetryEntry(t), -1); derr != nil && !errors.Is(derr, zk.ErrNoNode) {
-				return Claim{}, fmt.Errorf("job: removing stale retry entry %s: %w", name, derr)
-			}
-			continue
-		}
-		if errors.Is(err, zk.ErrNoNode) || errors.Is(err, zk.ErrNodeExists) {
-			continue // another worker won it
-		}
-		if err != nil {
-			return Claim{}, fmt.Errorf("job: taking item %d for another attempt: %w", t.Index, err)
-		}
-		data, _, err := j.conn.Get(j.L.Item(t.Index))
-		if err != nil {
-			return Claim{}, fmt.Errorf("job: reading item %d: %w", t.Index, err)
-		}
-		return Claim{Turn: t, Data: data}, nil
-	}
 	return Claim{}, ErrEmpty
 }
 
-// leaseRetry moves a retry entry to a lease in one transaction. If the
-// reply is lost it tries again; an entry gone with the lease ours means
-// the first try was applied.
-func (j *Job) leaseRetry(t protocol.Turn, lease protocol.Lease) error {
+// claim leases turn t: one transaction that checks the worker's timer,
+// moves the item's version from open to leased, creates the ephemeral
+// lease and, for a turn from the retry list, deletes its entry. errTaken
+// when the turn is no longer open.
+//
+// A transaction whose reply was lost may have been applied: it is
+// repeated for the same turn until the answer is definite, and a lease
+// found there and owned by this session is success. Abandoning the turn
+// instead (for a new ticket, or the next entry) would leave this live
+// session holding a lease nobody works on, and the job would never end.
+func (j *Job) claim(ctx context.Context, t protocol.Turn, lease protocol.Lease, fromRetry bool) (Claim, error) {
+	var (
+		data []byte
+		st   *zk.Stat
+	)
+	err := retry(ctx, func() (err error) { data, st, err = j.conn.Get(j.L.Item(t.Index)); return })
+	if errors.Is(err, zk.ErrNoNode) {
+		return Claim{}, j.gone(err)
+	}
+	if err != nil {
+		return Claim{}, fmt.Errorf("job: reading item %d: %w", t.Index, err)
+	}
+	if st.Version != protocol.OpenVersion(t.Attempt) {
+		return Claim{}, j.dropStale(t, fromRetry)
+	}
 	ops := []any{
-		&zk.DeleteRequest{Path: j.L.RetryEntry(t), Version: -1},
-		&zk.CheckVersionRequest{Path: j.L.Item(t.Index), Version: int32(t.Attempt - 1)},
+		&zk.CheckVersionRequest{Path: j.L.Timer(lease.Timer), Version: -1},
+		&zk.SetDataRequest{Path: j.L.Item(t.Index), Data: data, Version: protocol.OpenVersion(t.Attempt)},
 		&zk.CreateRequest{Path: j.L.Lease(t), Data: protocol.Encode(lease), Acl: openACL, Flags: zk.FlagEphemeral},
 	}
-	err := multiErr(j.conn.Multi(ops...))
-	for try := 0; Transient(err) && try < leaseRetries; try++ {
-		time.Sleep(leaseRetryPause)
-		err = multiErr(j.conn.Multi(ops...))
-		if errors.Is(err, zk.ErrNoNode) && j.ownLease(t) {
-			return nil
+	if fromRetry {
+		ops = append(ops, &zk.DeleteRequest{Path: j.L.RetryEntry(t), Version: -1})
+	}
+	c := Claim{Turn: t, Data: data, Timer: lease.Timer}
+	repeated := false
+	for {
+		at, err := j.multi(ops...)
+		switch {
+		case err == nil:
+			return c, nil
+		case at == 0:
+			return Claim{}, fmt.Errorf("%w: %s is gone; this worker may take no items", ErrTimerLost, j.L.Timer(lease.Timer))
+		case Transient(err) || repeated:
+			// Applied or not? Only the lease can say.
+			owned, oerr := j.ownsLease(ctx, t)
+			if oerr != nil {
+				return Claim{}, oerr
+			}
+			if owned {
+				return c, nil
+			}
+			if !Transient(err) {
+				return Claim{}, errTaken
+			}
+			repeated = true
+			if err := pause(ctx); err != nil {
+				return Claim{}, fmt.Errorf("job: leasing item %d: %w", t.Index, err)
+			}
+		case errors.Is(err, zk.ErrBadVersion), errors.Is(err, zk.ErrNodeExists), errors.Is(err, zk.ErrNoNode):
+			return Claim{}, errTaken
+		default:
+			return Claim{}, fmt.Errorf("job: leasing item %d: %w", t.Index, err)
 		}
 	}
-	return err
+}
+
+// dropStale deletes a retry entry whose turn the item has moved past (it
+// has a result, or was handed out again): left alone, it would keep
+// --until-done workers from ever seeing an empty list.
+func (j *Job) dropStale(t protocol.Turn, fromRetry bool) error {
+	if fromRetry {
+		if err := j.conn.Delete(j.L.RetryEntry(t), -1); err != nil && !errors.Is(err, zk.ErrNoNode) && !Transient(err) {
+			return fmt.Errorf("job: removing stale retry entry %s: %w", t.Name(), err)
+		}
+	}
+	return errTaken
+}
+
+// ownsLease reports whether turn t's lease exists and belongs to this
+// handle's session. It asks until the server answers: a guess either way
+// is the double fault that strands an item.
+func (j *Job) ownsLease(ctx context.Context, t protocol.Turn) (bool, error) {
+	var st *zk.Stat
+	err := retry(ctx, func() (err error) { _, st, err = j.conn.Exists(j.L.Lease(t)); return })
+	if err != nil {
+		return false, fmt.Errorf("job: reading the lease of item %d: %w", t.Index, err)
+	}
+	return st != nil && st.EphemeralOwner == j.session(), nil
 }
 
 // Record writes the result of a claim and releases its lease, in one
 // transaction that also bumps the done (and, for a failure, the failed)
-// counter the master watches. It succeeds only while the lease still
-// exists: a worker whose session died has lost its lease, and another
-// worker may hold the item, so its result must not count. ErrLeaseLost then.
-func (j *Job) Record(c Claim, r protocol.Result) error {
+// counter the master watches, and moves the item past its turn. It
+// succeeds only while the lease still exists: a worker whose session died
+// has lost its lease, and another worker may hold the item, so its result
+// must not count: ErrLeaseLost then.
+//
+// A transaction whose reply was lost is repeated until ctx is done; a
+// repeat that finds this claim's own result recorded is success.
+func (j *Job) Record(ctx context.Context, c Claim, r protocol.Result) error {
 	r.V = protocol.Version
 	r.Attempt = c.Attempt
+	r.Timer = c.Timer
 	ops := []any{
 		// Bumping the item's version, rather than only checking it, makes
 		// any later requeue of this turn fail: a master that decided the
 		// item was orphaned just before this result landed cannot hand it
 		// out a second time.
-		&zk.SetDataRequest{Path: j.L.Item(c.Index), Data: c.Data, Version: int32(c.Attempt - 1)},
+		&zk.SetDataRequest{Path: j.L.Item(c.Index), Data: c.Data, Version: protocol.LeasedVersion(c.Attempt)},
 		&zk.DeleteRequest{Path: j.L.Lease(c.Turn), Version: 0},
 		&zk.CreateRequest{Path: j.L.Result(c.Index, r.Outcome), Data: protocol.Encode(r), Acl: openACL},
 		&zk.SetDataRequest{Path: j.L.Done(), Version: -1},
@@ -189,7 +196,17 @@ func (j *Job) Record(c Claim, r protocol.Result) error {
 	if r.Outcome.IsFailure() {
 		ops = append(ops, &zk.SetDataRequest{Path: j.L.Failed(), Version: -1})
 	}
-	err := multiErr(j.conn.Multi(ops...))
+	repeated := false
+	err := retry(ctx, func() error {
+		_, err := j.multi(ops...)
+		repeated = repeated || Transient(err)
+		return err
+	})
+	if err != nil && repeated && !Transient(err) {
+		if mine, merr := j.ownResult(ctx, c); merr == nil && mine {
+			return nil
+		}
+	}
 	switch {
 	case err == nil:
 		return nil
@@ -201,21 +218,69 @@ func (j *Job) Record(c Claim, r protocol.Result) error {
 	return fmt.Errorf("job: recording the result of item %d: %w", c.Index, err)
 }
 
+// ownResult reports whether the item's recorded result is this claim's.
+func (j *Job) ownResult(ctx context.Context, c Claim) (bool, error) {
+	var names []string
+	err := retry(ctx, func() (err error) {
+		names, _, err = j.conn.Children(j.L.ResultBucket(protocol.Bucket(c.Index)))
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	prefix := protocol.ResultName(c.Index, "")
+	for _, n := range names {
+		_, o, perr := protocol.ParseResultName(n)
+		if perr != nil || !strings.HasPrefix(n, prefix) {
+			continue
+		}
+		var b []byte
+		if err := retry(ctx, func() (err error) { b, _, err = j.conn.Get(j.L.Result(c.Index, o)); return }); err != nil {
+			return false, err
+		}
+		r, err := protocol.DecodeResult(b)
+		return err == nil && r.Attempt == c.Attempt && r.Timer == c.Timer, nil
+	}
+	return false, nil
+}
+
 // Release gives a claim back untouched, for a worker that stops before it
-// started the command: the item goes on the retry list with the same
-// attempt number, since no attempt was made.
-func (j *Job) Release(c Claim) error {
-	err := multiErr(j.conn.Multi(
-		&zk.DeleteRequest{Path: j.L.Lease(c.Turn), Version: 0},
-		&zk.CreateRequest{Path: j.L.RetryEntry(c.Turn), Acl: openACL},
-	))
-	if errors.Is(err, zk.ErrNoNode) {
+// started the command. The item moves to a new turn with the same charge:
+// no attempt was spent, but a name is never used twice, so a master that
+// saw the old lease go cannot take the next worker's lease for it.
+func (j *Job) Release(ctx context.Context, c Claim) error {
+	next := protocol.Turn{Index: c.Index, Attempt: c.Attempt + 1, Charged: c.Charged}
+	return j.endTurn(ctx, c, &zk.CreateRequest{Path: j.L.RetryEntry(next), Acl: openACL})
+}
+
+// Abandon drops a claim without a result, for a worker whose timer was
+// lost while its session lives: the master then sees the lease vanish as
+// it would for a worker that died, and charges and hands out the item.
+func (j *Job) Abandon(ctx context.Context, c Claim) error {
+	return j.endTurn(ctx, c)
+}
+
+// endTurn deletes the claim's lease, with more operations in the same
+// transaction. A repeat that finds the lease gone was applied before.
+func (j *Job) endTurn(ctx context.Context, c Claim, more ...any) error {
+	ops := []any{&zk.DeleteRequest{Path: j.L.Lease(c.Turn), Version: 0}}
+	if len(more) > 0 {
+		ops = append(ops, &zk.SetDataRequest{Path: j.L.Item(c.Index), Data: c.Data, Version: protocol.LeasedVersion(c.Attempt)})
+		ops = append(ops, more...)
+	}
+	repeated := false
+	err := retry(ctx, func() error {
+		_, err := j.multi(ops...)
+		repeated = repeated || Transient(err)
+		return err
+	})
+	switch {
+	case err == nil, repeated && errors.Is(err, zk.ErrNoNode):
+		return nil
+	case errors.Is(err, zk.ErrNoNode):
 		return fmt.Errorf("%w: item %d", ErrLeaseLost, c.Index)
 	}
-	if err != nil {
-		return fmt.Errorf("job: giving item %d back: %w", c.Index, err)
-	}
-	return nil
+	return fmt.Errorf("job: giving item %d back: %w", c.Index, err)
 }
 
 // ReleaseBarrier deletes the sync node, if any: the first worker to start

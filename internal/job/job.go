@@ -1,11 +1,13 @@
 // Package job performs the zkdog protocol's operations on ZooKeeper: create
-// and remove a job, take and release items, record results, read timers
-// against the server's clock. Package protocol says where things are; this
-// package is the only one that writes them, so every participant changes
-// the tree the same way.
+// and remove a job, take and release items, record results, keep timers,
+// and the reads (with their watches) that the master and the workers
+// decide on. Package protocol says where things are; this package is the
+// only one that talks to ZooKeeper, so every participant changes the tree
+// the same way and every znode is created with the job's ACL in one place.
 package job
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -24,14 +26,22 @@ var (
 	ErrExists = errors.New("job: a job already exists")
 	// ErrNoJob: nothing is at the root.
 	ErrNoJob = errors.New("job: no job")
+	// ErrIncomplete: the root is a zkdog job, but nodes the protocol needs
+	// are gone (a removal was interrupted); zkdog clear removes it.
+	ErrIncomplete = errors.New("job: the job is partly removed")
+	// ErrAbandoned: the job was left filling by a master that died.
+	ErrAbandoned = errors.New("job: left unfinished by its master")
 	// ErrEmpty: no item is left to take.
 	ErrEmpty = errors.New("job: queue empty")
 	// ErrLeaseLost: the item's lease is gone, so another worker may own it
 	// and this worker's result is not recorded.
 	ErrLeaseLost = errors.New("job: lease lost")
+	// ErrTimerLost: the worker's timer is gone (its session expired, or
+	// someone deleted it), so it may not take items.
+	ErrTimerLost = errors.New("job: timer lost")
 	// ErrTooLarge: an item is over protocol.MaxItemBytes.
 	ErrTooLarge = errors.New("job: item too large")
-	// ErrStale: the item has moved on to a later attempt.
+	// ErrStale: the item has moved on to a later turn.
 	ErrStale = errors.New("job: stale attempt")
 )
 
@@ -39,43 +49,81 @@ var (
 // array, which may run under several accounts, as the original did.
 var openACL = zk.WorldACL(zk.PermAll)
 
+// RetryPause spaces out the repeats of a request that failed on a dropped
+// connection: the client reconnects within a second or two after a server
+// dies, and a tighter loop would only queue requests behind the outage.
+const RetryPause = 200 * time.Millisecond
+
 // Job is a handle on the job at one root.
 type Job struct {
 	conn *zk.Conn
 	L    protocol.Layout
+
+	sessOnce sync.Once
+	sess     int64
 }
 
-// New returns a handle; it does not touch the server.
-func New(conn *zk.Conn, l protocol.Layout) *Job { return &Job{conn: conn, L: l} }
+// New returns a handle; it does not touch the server. conn should have its
+// session already: the handle remembers that session, and nodes owned by
+// any later one the client opens (after an expiry) are not this handle's.
+func New(conn *zk.Conn, l protocol.Layout) *Job {
+	j := &Job{conn: conn, L: l}
+	if id := conn.SessionID(); id != 0 {
+		j.sessOnce.Do(func() { j.sess = id })
+	}
+	return j
+}
 
-// Conn is the connection the handle uses.
-func (j *Job) Conn() *zk.Conn { return j.conn }
+// session is the id of the session the handle was made on.
+func (j *Job) session() int64 {
+	j.sessOnce.Do(func() { j.sess = j.conn.SessionID() })
+	return j.sess
+}
 
 // Spec reads the job's settings. ErrNoJob when the root does not exist.
-func (j *Job) Spec() (protocol.Job, *zk.Stat, error) {
-	b, st, err := j.conn.Get(j.L.Root)
+func (j *Job) Spec() (protocol.Job, error) {
+	b, _, err := j.conn.Get(j.L.Root)
 	if errors.Is(err, zk.ErrNoNode) {
-		return protocol.Job{}, nil, fmt.Errorf("%w at %s", ErrNoJob, j.L.Root)
+		return protocol.Job{}, fmt.Errorf("%w at %s", ErrNoJob, j.L.Root)
 	}
 	if err != nil {
-		return protocol.Job{}, nil, fmt.Errorf("job: reading %s: %w", j.L.Root, err)
+		return protocol.Job{}, fmt.Errorf("job: reading %s: %w", j.L.Root, err)
 	}
-	spec, err := protocol.DecodeJob(b)
-	if err != nil {
-		return protocol.Job{}, nil, fmt.Errorf("%s: %w", j.L.Root, err)
-	}
-	return spec, st, nil
+	return decodeJob(j.L.Root, b)
 }
 
-// ServerTime writes the master's clock node and returns the time the
-// server stamped on it. Timer ages are measured against this, never
-// against a local clock, so clock skew between hosts does not count.
+func decodeJob(root string, b []byte) (protocol.Job, error) {
+	spec, err := protocol.DecodeJob(b)
+	if err != nil {
+		return protocol.Job{}, fmt.Errorf("%s: %w", root, err)
+	}
+	return spec, nil
+}
+
+// ServerTime writes the clock node and returns the time the server
+// stamped on it. Timer ages are measured against this, never against a
+// local clock, so clock skew between hosts does not count.
 func (j *Job) ServerTime() (time.Time, error) {
 	st, err := j.conn.Set(j.L.Clock(), nil, -1)
+	if errors.Is(err, zk.ErrNoNode) {
+		return time.Time{}, j.gone(err)
+	}
 	if err != nil {
 		return time.Time{}, fmt.Errorf("job: reading the server clock: %w", err)
 	}
 	return time.UnixMilli(st.Mtime), nil
+}
+
+// Sync makes the server this session reads from catch up with the leader.
+// Reads are served by whichever server the client is connected to, which
+// may lag behind writes other sessions made; a decision that must see
+// them (that an item is unaccounted for, that a job does not exist) syncs
+// first.
+func (j *Job) Sync() error {
+	if _, err := j.conn.Sync(j.L.Root); err != nil {
+		return fmt.Errorf("job: syncing with the leader: %w", err)
+	}
+	return nil
 }
 
 // Counts are the job's counters, read in one pass.
@@ -87,6 +135,7 @@ type Counts struct {
 	Done    int // results recorded
 	Failed  int // results with a failed outcome
 	Timers  int // live timers
+	Workers int // timers ever created
 	Aborted bool
 }
 
@@ -94,40 +143,57 @@ type Counts struct {
 func (c Counts) Queued() int { return c.Items - c.Issued + c.Retry }
 
 // Counts reads the counters. The reads are pipelined, so the cost is about
-// one round trip.
+// one round trip. ErrIncomplete when a counter is missing.
 func (j *Job) Counts(spec protocol.Job) (Counts, error) {
 	c := Counts{Items: spec.Items}
 	var (
-		issued, done, failed *zk.Stat
-		retry, leases, tmrs  []string
-		aborted              bool
+		issued, done, failed, workers *zk.Stat
+		retry, leases, tmrs           []string
+		aborted                       bool
 	)
-	err := parallel(6,
+	err := parallel(8,
 		func() (err error) { _, issued, err = j.conn.Exists(j.L.Cursor()); return },
 		func() (err error) { _, done, err = j.conn.Exists(j.L.Done()); return },
 		func() (err error) { _, failed, err = j.conn.Exists(j.L.Failed()); return },
+		func() (err error) { _, workers, err = j.conn.Exists(j.L.Workers()); return },
 		func() (err error) { retry, _, err = j.conn.Children(j.L.Retry()); return },
 		func() (err error) { leases, _, err = j.conn.Children(j.L.Leases()); return },
 		func() (err error) { tmrs, _, err = j.conn.Children(j.L.Timers()); return },
 		func() (err error) { aborted, _, err = j.conn.Exists(j.L.Abort()); return },
 	)
+	if errors.Is(err, zk.ErrNoNode) || (err == nil && (issued == nil || done == nil || failed == nil || workers == nil)) {
+		return c, j.gone(zk.ErrNoNode)
+	}
 	if err != nil {
 		return c, fmt.Errorf("job: reading counters: %w", err)
 	}
-	if issued == nil || done == nil || failed == nil {
-		return c, fmt.Errorf("%w at %s (it was removed)", ErrNoJob, j.L.Root)
-	}
 	c.Issued = min(int(issued.Version), spec.Items)
-	c.Done, c.Failed = int(done.Version), int(failed.Version)
+	c.Done, c.Failed, c.Workers = int(done.Version), int(failed.Version), int(workers.Version)
 	c.Retry, c.Leased, c.Timers = len(retry), len(leases), len(tmrs)
 	c.Aborted = aborted
 	return c, nil
+}
+
+// gone explains a node of the job that is missing: the whole job was
+// removed, or only part of it.
+func (j *Job) gone(cause error) error {
+	ok, _, err := j.conn.Exists(j.L.Root)
+	switch {
+	case err != nil:
+		return fmt.Errorf("job: reading %s: %w", j.L.Root, cause)
+	case !ok:
+		return fmt.Errorf("%w at %s (it was removed)", ErrNoJob, j.L.Root)
+	}
+	return fmt.Errorf("%w: %s lacks nodes a job has; remove it with zkdog clear --root %s", ErrIncomplete, j.L.Root, j.L.Root)
 }
 
 // Abort records that the master gave up; workers watching it stop their
 // children. It is idempotent.
 func (j *Job) Abort(reason string) error {
 	_, err := j.conn.Create(j.L.Abort(), protocol.Encode(protocol.Abort{V: protocol.Version, Reason: reason}), 0, openACL)
+	if errors.Is(err, zk.ErrNoNode) {
+		return j.gone(err)
+	}
 	if err != nil && !errors.Is(err, zk.ErrNodeExists) {
 		return fmt.Errorf("job: writing %s: %w", j.L.Abort(), err)
 	}
@@ -141,23 +207,44 @@ func (j *Job) AbortReason() (reason string, ok bool, err error) {
 		return "", false, nil
 	}
 	if err != nil {
-		return "", false, err
+		return "", false, fmt.Errorf("job: reading %s: %w", j.L.Abort(), err)
 	}
-	a, err := protocol.DecodeAbort(b)
-	if err != nil {
-		return "", true, err
-	}
-	return a.Reason, true, nil
+	return abortText(b), true, nil
 }
 
 // Transient reports whether err may go away by itself: the connection
 // dropped or no server answered, while the session may well live on. The
 // request may or may not have been applied; every operation of this
-// package is safe to repeat after it (a repeated ticket leaves an item
-// unaccounted for, which the master's sweep finds).
+// package is safe to repeat after it.
 func Transient(err error) bool {
 	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrNoServer) ||
 		errors.Is(err, zk.ErrSessionMoved) || errors.Is(err, zk.ErrClosing)
+}
+
+// retry runs fn until it returns anything but a transient error, pausing
+// RetryPause between tries, or until ctx is done.
+func retry(ctx context.Context, fn func() error) error {
+	for {
+		err := fn()
+		if !Transient(err) {
+			return err
+		}
+		if perr := pause(ctx); perr != nil {
+			return fmt.Errorf("%w (gave up: %w)", err, perr)
+		}
+	}
+}
+
+// pause waits RetryPause, or returns ctx's cause if it is done first.
+func pause(ctx context.Context) error {
+	t := time.NewTimer(RetryPause)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
+	}
 }
 
 // parallel runs fns with at most n in flight. The client pipelines
@@ -188,19 +275,23 @@ func parallel(n int, fns ...func() error) error {
 	return first
 }
 
-// multiErr returns the error of the operation that failed a Multi. The
-// operations before it report success and those after it a generic
-// "rolled back" code, so the first error in order is the one that counts.
-func multiErr(res []zk.MultiResponse, err error) error {
+// multi runs ops in one transaction and returns the index of the
+// operation that failed it, with its error (-1 and nil on success, -1
+// and the request's error when it did not reach the server). The
+// operations before the failed one report success and those after it a
+// generic "rolled back" code, so the first error in order is the one that
+// counts.
+func (j *Job) multi(ops ...any) (int, error) {
+	res, err := j.conn.Multi(ops...)
 	if err == nil {
-		return nil
+		return -1, nil
 	}
-	for _, r := range res {
+	for i, r := range res {
 		if r.Error != nil {
-			return r.Error
+			return i, r.Error
 		}
 	}
-	return err
+	return -1, err
 }
 
 // sortedChildren lists a node's children in name order.

@@ -4,85 +4,104 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkdog/zkdog/internal/protocol"
 )
 
-// HasResult reports whether item index has a recorded result. It lists the
-// item's result bucket (at most protocol.BucketSize short names), since the
-// outcome is part of a result's name.
-func (j *Job) HasResult(index int) (bool, error) {
-	names, _, err := j.conn.Children(j.L.ResultBucket(protocol.Bucket(index)))
+// Finished lists which items of result bucket b have a result: one
+// listing of at most protocol.BucketSize short names, since the outcome is
+// part of a result's name.
+func (j *Job) Finished(b int) (map[int]bool, error) {
+	names, _, err := j.conn.Children(j.L.ResultBucket(b))
 	if err != nil {
-		return false, fmt.Errorf("job: listing results of item %d: %w", index, err)
+		return nil, j.listErr(j.L.ResultBucket(b), err)
 	}
-	prefix := protocol.ResultName(index, "")
-	return slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, prefix) }), nil
+	done := make(map[int]bool, len(names))
+	for _, n := range names {
+		if i, _, err := protocol.ParseResultName(n); err == nil {
+			done[i] = true
+		}
+	}
+	return done, nil
 }
 
-// Requeue hands an item out again after turn t ended without a result:
-// it bumps the item's version (so the old turn can neither record nor, if
-// its lease was still being created, start) and puts the next turn, with
-// charged attempts charged, on the retry list, in one transaction.
-// ErrStale when the item has moved on already (another master requeued
-// it), which callers may ignore.
+// Requeue hands an item out again after its leased turn t ended without a
+// result: it moves the item past the turn (so the old turn can never
+// record) and puts the next turn, with charged attempts charged, on the
+// retry list, in one transaction. ErrStale when the item has moved on
+// already (a result landed, or another master requeued it), which callers
+// may ignore.
 func (j *Job) Requeue(t protocol.Turn, charged int) error {
-	data, _, err := j.conn.Get(j.L.Item(t.Index))
-	if err != nil {
-		return fmt.Errorf("job: requeueing item %d: %w", t.Index, err)
-	}
 	next := protocol.Turn{Index: t.Index, Attempt: t.Attempt + 1, Charged: charged}
-	err = multiErr(j.conn.Multi(
-		&zk.SetDataRequest{Path: j.L.Item(t.Index), Data: data, Version: int32(t.Attempt - 1)},
-		&zk.CreateRequest{Path: j.L.RetryEntry(next), Acl: openACL},
-	))
-	if errors.Is(err, zk.ErrBadVersion) || errors.Is(err, zk.ErrNodeExists) {
-		return fmt.Errorf("%w: item %d is past attempt %d", ErrStale, t.Index, t.Attempt)
-	}
-	if err != nil {
-		return fmt.Errorf("job: requeueing item %d: %w", t.Index, err)
-	}
-	return nil
+	return j.moveOn(t.Index, protocol.LeasedVersion(t.Attempt),
+		&zk.CreateRequest{Path: j.L.RetryEntry(next), Acl: openACL})
+}
+
+// Reoffer puts turn t, which was never leased (its ticket's reply was
+// lost), on the retry list as it is: it never ran, so it costs no retry
+// and keeps its number. A late lease by the ticket's holder makes the
+// entry stale, and the worker who finds it so deletes it.
+func (j *Job) Reoffer(t protocol.Turn) error {
+	_, err := j.multi(
+		&zk.CheckVersionRequest{Path: j.L.Item(t.Index), Version: protocol.OpenVersion(t.Attempt)},
+		&zk.CreateRequest{Path: j.L.RetryEntry(t), Acl: openACL},
+	)
+	return j.staleOr(t.Index, t.Attempt, "handing out again", err)
 }
 
 // RecordLost gives item index its final result, lost, with the counters,
-// and bumps the item's version so that the lost attempt can never record
-// after all; one transaction. ErrStale when the item moved on already.
-func (j *Job) RecordLost(index, attempt int, reason string) error {
-	data, _, err := j.conn.Get(j.L.Item(index))
-	if err != nil {
-		return fmt.Errorf("job: recording item %d as lost: %w", index, err)
+// and moves the item past turn t so that it can never record after all;
+// one transaction. ErrStale when the item moved on already.
+func (j *Job) RecordLost(t protocol.Turn, leased bool, reason string) error {
+	version := protocol.OpenVersion(t.Attempt)
+	if leased {
+		version = protocol.LeasedVersion(t.Attempt)
 	}
-	r := protocol.Result{V: protocol.Version, Outcome: protocol.Lost, Exit: -1, Attempt: attempt, Reason: reason}
-	err = multiErr(j.conn.Multi(
-		&zk.SetDataRequest{Path: j.L.Item(index), Data: data, Version: int32(attempt - 1)},
-		&zk.CreateRequest{Path: j.L.Result(index, protocol.Lost), Data: protocol.Encode(r), Acl: openACL},
+	r := protocol.Result{V: protocol.Version, Outcome: protocol.Lost, Exit: -1, Attempt: t.Attempt, Reason: reason}
+	return j.moveOn(t.Index, version,
+		&zk.CreateRequest{Path: j.L.Result(t.Index, protocol.Lost), Data: protocol.Encode(r), Acl: openACL},
 		&zk.SetDataRequest{Path: j.L.Done(), Version: -1},
 		&zk.SetDataRequest{Path: j.L.Failed(), Version: -1},
-	))
-	if errors.Is(err, zk.ErrBadVersion) || errors.Is(err, zk.ErrNodeExists) {
-		return fmt.Errorf("%w: item %d is past attempt %d", ErrStale, index, attempt)
-	}
-	if err != nil {
-		return fmt.Errorf("job: recording item %d as lost: %w", index, err)
-	}
-	return nil
+	)
 }
 
-// Attempt is the attempt item index is on: one more than the times it was
-// handed out again.
-func (j *Job) Attempt(index int) (int, error) {
-	_, st, err := j.conn.Exists(j.L.Item(index))
+// moveOn bumps item index's version from version, with more operations in
+// the same transaction.
+func (j *Job) moveOn(index int, version int32, more ...any) error {
+	data, _, err := j.conn.Get(j.L.Item(index))
 	if err != nil {
-		return 0, fmt.Errorf("job: reading item %d: %w", index, err)
+		return fmt.Errorf("job: reading item %d: %w", index, err)
 	}
-	if st == nil {
-		return 0, fmt.Errorf("job: item %d: %w", index, zk.ErrNoNode)
+	ops := append([]any{&zk.SetDataRequest{Path: j.L.Item(index), Data: data, Version: version}}, more...)
+	attempt, _ := protocol.TurnOf(version)
+	_, err = j.multi(ops...)
+	return j.staleOr(index, attempt, "moving on", err)
+}
+
+func (j *Job) staleOr(index, attempt int, doing string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, zk.ErrBadVersion) || errors.Is(err, zk.ErrNodeExists):
+		return fmt.Errorf("%w: item %d is past attempt %d", ErrStale, index, attempt)
 	}
-	return int(st.Version) + 1, nil
+	return fmt.Errorf("job: %s item %d: %w", doing, index, err)
+}
+
+// ItemTurn reads where item index is: the attempt of its current turn and
+// whether that turn was leased.
+func (j *Job) ItemTurn(index int) (attempt int, leased bool, err error) {
+	_, st, err := j.conn.Exists(j.L.Item(index))
+	if err == nil && st == nil {
+		err = zk.ErrNoNode
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("job: reading item %d: %w", index, err)
+	}
+	attempt, leased = protocol.TurnOf(st.Version)
+	return attempt, leased, nil
 }
 
 // Outcome is one item's recorded result.
@@ -104,7 +123,7 @@ func (j *Job) Outcomes(spec protocol.Job) ([]Outcome, error) {
 		}
 	}
 	if err := parallel(32, fns...); err != nil {
-		return nil, fmt.Errorf("job: listing results: %w", err)
+		return nil, j.listErr(j.L.Results(), err)
 	}
 	var out []Outcome
 	for _, names := range lists {

@@ -65,7 +65,7 @@ func (j *Job) deleteBatch(batch []string) error {
 	for i, p := range batch {
 		ops[i] = &zk.DeleteRequest{Path: p, Version: -1}
 	}
-	err := multiErr(j.conn.Multi(ops...))
+	_, err := j.multi(ops...)
 	if err == nil {
 		return nil
 	}

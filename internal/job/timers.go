@@ -14,17 +14,65 @@ import (
 
 // CreateTimer creates a worker's ephemeral sequential timer and returns its
 // path. The znode lives as long as the worker's session; its mtime moves
-// on every kick.
+// on every kick. The same transaction counts the worker in the job's
+// workers counter, so that the master of a job without items knows
+// workers came even if it never saw one's timer.
 func (j *Job) CreateTimer(t protocol.Timer) (string, error) {
 	t.V = protocol.Version
-	p, err := j.conn.Create(j.L.Timer(protocol.TimerPrefix), protocol.Encode(t), zk.FlagEphemeral|zk.FlagSequence, openACL)
+	res, err := j.conn.Multi(
+		&zk.CreateRequest{Path: j.L.Timer(protocol.TimerPrefix), Data: protocol.Encode(t), Acl: openACL, Flags: zk.FlagEphemeral | zk.FlagSequence},
+		&zk.SetDataRequest{Path: j.L.Workers(), Version: -1},
+	)
+	if err == nil {
+		return res[0].String, nil
+	}
+	for _, r := range res {
+		if r.Error != nil {
+			err = r.Error
+			break
+		}
+	}
 	if errors.Is(err, zk.ErrNoNode) {
-		return "", fmt.Errorf("%w at %s (it was removed)", ErrNoJob, j.L.Root)
+		return "", j.gone(err)
 	}
+	return "", fmt.Errorf("job: creating a timer: %w", err)
+}
+
+// KickTimer rewrites the worker's own timer with data, which moves its
+// mtime on the server. ErrTimerLost when the node is gone or belongs to
+// another session than this handle's; other errors may pass (a dropped
+// connection).
+func (j *Job) KickTimer(name string, data protocol.Timer) error {
+	data.V = protocol.Version
+	st, err := j.conn.Set(j.L.Timer(name), protocol.Encode(data), -1)
+	switch {
+	case errors.Is(err, zk.ErrNoNode):
+		return fmt.Errorf("%w: %s no longer exists", ErrTimerLost, j.L.Timer(name))
+	case err != nil:
+		return fmt.Errorf("job: kicking %s: %w", j.L.Timer(name), err)
+	case st.EphemeralOwner != j.session():
+		return fmt.Errorf("%w: %s now belongs to session 0x%x", ErrTimerLost, j.L.Timer(name), st.EphemeralOwner)
+	}
+	return nil
+}
+
+// WatchTimer reports whether the worker's timer still exists and watches
+// it; a kick fires the watch too.
+func (j *Job) WatchTimer(name string) (exists bool, w Watch, err error) {
+	ok, _, ch, err := j.conn.ExistsW(j.L.Timer(name))
 	if err != nil {
-		return "", fmt.Errorf("job: creating a timer: %w", err)
+		return false, nil, fmt.Errorf("job: reading %s: %w", j.L.Timer(name), err)
 	}
-	return p, nil
+	return ok, watchOf(ch), nil
+}
+
+// DeleteTimer deletes the worker's timer, which spares the master waiting
+// for the session to close. Gone already is not an error.
+func (j *Job) DeleteTimer(name string) error {
+	if err := j.conn.Delete(j.L.Timer(name), -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+		return fmt.Errorf("job: deleting %s: %w", j.L.Timer(name), err)
+	}
+	return nil
 }
 
 // TimerState is one timer as read from the server.
@@ -43,47 +91,36 @@ type TimerState struct {
 	Owner int64
 }
 
-// Expired reports whether the timer has gone un-kicked longer than limit.
-func (t TimerState) Expired(limit time.Duration) bool { return t.Age > limit }
+// Expired reports whether the timer has gone un-kicked longer than its
+// limit in a job whose timer is limit (protocol.Timer.Limit).
+func (t TimerState) Expired(limit time.Duration) bool { return t.Age > t.Limit(limit) }
 
 // Timers reads every timer and its age against the server's clock, and
 // the server time it was measured at. A timer that vanishes while being
 // read is left out: its worker ended.
+//
+// The clock is written first, and the timers read after it on the same
+// session: the server answers a session's requests in order, so the reads
+// see every kick that landed before "now". Read alongside, they could be
+// served by a lagging follower before the write and show an old kick
+// against a fresh clock: a live worker called hung.
 func (j *Job) Timers() (time.Time, []TimerState, error) {
-	names, _, err := j.conn.Children(j.L.Timers())
-	if errors.Is(err, zk.ErrNoNode) {
-		return time.Time{}, nil, fmt.Errorf("%w at %s (it was removed)", ErrNoJob, j.L.Root)
-	}
+	now, err := j.ServerTime()
 	if err != nil {
-		return time.Time{}, nil, fmt.Errorf("job: listing timers: %w", err)
+		return time.Time{}, nil, err
+	}
+	names, _, err := j.conn.Children(j.L.Timers())
+	if err != nil {
+		return time.Time{}, nil, j.listErr(j.L.Timers(), err)
 	}
 	slices.Sort(names)
-	// The clock is read after the list and with the timers, so a timer
-	// kicked meanwhile shows a smaller age, never a negative one.
-	var now time.Time
 	states := make([]*TimerState, len(names))
-	fns := []func() error{func() (err error) { now, err = j.ServerTime(); return }}
+	fns := make([]func() error, 0, len(names))
 	for i, name := range names {
 		if !isTimerName(name) {
 			continue
 		}
-		fns = append(fns, func() error {
-			b, st, err := j.conn.Get(j.L.Timer(name))
-			if errors.Is(err, zk.ErrNoNode) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			t, err := protocol.DecodeTimer(b)
-			if err != nil {
-				// Its age still counts: a timer nobody can read must
-				// not hide a hung worker.
-				t = protocol.Timer{ID: fmt.Sprintf("(unreadable %s: %v)", path.Join(j.L.Timers(), name), err)}
-			}
-			states[i] = &TimerState{Name: name, Timer: t, Item: -1, Kicked: time.UnixMilli(st.Mtime), Owner: st.EphemeralOwner}
-			return nil
-		})
+		fns = append(fns, func() (err error) { states[i], err = j.readTimer(name); return })
 	}
 	if err := parallel(32, fns...); err != nil {
 		return time.Time{}, nil, fmt.Errorf("job: reading timers: %w", err)
@@ -97,6 +134,24 @@ func (j *Job) Timers() (time.Time, []TimerState, error) {
 		out = append(out, *s)
 	}
 	return now, out, nil
+}
+
+// readTimer reads one timer; nil if it is gone.
+func (j *Job) readTimer(name string) (*TimerState, error) {
+	b, st, err := j.conn.Get(j.L.Timer(name))
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	t, err := protocol.DecodeTimer(b)
+	if err != nil {
+		// Its age still counts: a timer nobody can read must not hide
+		// a hung worker.
+		t = protocol.Timer{ID: fmt.Sprintf("(unreadable %s: %v)", path.Join(j.L.Timers(), name), err)}
+	}
+	return &TimerState{Name: name, Timer: t, Item: -1, Kicked: time.UnixMilli(st.Mtime), Owner: st.EphemeralOwner}, nil
 }
 
 // Kick moves a timer's mtime by rewriting its data unchanged, for an
@@ -170,4 +225,17 @@ func (j *Job) AttachWork(timers []TimerState) error {
 		})
 	}
 	return parallel(32, fns...)
+}
+
+// LiveTimers counts the live timers; none when the timers node is gone
+// (a job partly removed).
+func (j *Job) LiveTimers() (int, error) {
+	names, _, err := j.conn.Children(j.L.Timers())
+	if errors.Is(err, zk.ErrNoNode) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("job: listing timers: %w", err)
+	}
+	return len(names), nil
 }

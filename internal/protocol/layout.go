@@ -18,7 +18,12 @@ import (
 
 // Version is the protocol version written in the job node. A participant
 // refuses a job whose version it does not know rather than guessing.
-const Version = 1
+//
+// Version 2 changed what an item's data version means (it now says whether
+// the current turn was leased, see TurnOf), gave an item given back a new
+// turn, made every lease prove its worker's timer, and added the workers
+// counter: a version 1 worker would lease version 2 items wrongly.
+const Version = 2
 
 // BucketSize is how many items (and results) share one parent znode.
 // Java clients (zkCli, Curator) cannot list a node whose child list is
@@ -41,18 +46,19 @@ const MaxItemBytes = 64 << 10
 
 // Names of the children of the job root.
 const (
-	itemsDir   = "items"
-	resultsDir = "results"
-	leasesDir  = "leases"
-	retryDir   = "retry"
-	timersDir  = "timers"
-	cursorNode = "cursor"
-	doneNode   = "done"
-	failedNode = "failed"
-	syncNode   = "sync"
-	clockNode  = "clock"
-	abortNode  = "abort"
-	fillerNode = "filler"
+	itemsDir    = "items"
+	resultsDir  = "results"
+	leasesDir   = "leases"
+	retryDir    = "retry"
+	timersDir   = "timers"
+	cursorNode  = "cursor"
+	doneNode    = "done"
+	failedNode  = "failed"
+	syncNode    = "sync"
+	clockNode   = "clock"
+	abortNode   = "abort"
+	fillerNode  = "filler"
+	workersNode = "workers"
 
 	// TimerPrefix is the name prefix of the ephemeral sequential timers.
 	TimerPrefix = "t-"
@@ -167,6 +173,10 @@ func (l Layout) Abort() string { return l.child(abortNode) }
 // filled, its absence means the master died before finishing.
 func (l Layout) Filler() string { return l.child(fillerNode) }
 
+// Workers counts in its data version the timers ever created: a job
+// without items knows from it that workers came, even after they left.
+func (l Layout) Workers() string { return l.child(workersNode) }
+
 // Timer is the path of the timer with the given child name.
 func (l Layout) Timer(name string) string { return l.Timers() + "/" + name }
 
@@ -217,11 +227,13 @@ func ParseResultName(name string) (int, Outcome, error) {
 }
 
 // Turn is one handing out of an item: its index, the attempt number (from
-// 1; the item's data version is always Attempt-1 while the turn is
-// current) and how many earlier attempts were charged against the job's
-// retries because their worker vanished. A ticket lost in a dropped reply
-// is handed out again without a charge, so a ZooKeeper failover never
-// makes an item lost.
+// 1, one more for every time the item was handed out again) and how many
+// earlier attempts were charged against the job's retries because their
+// worker vanished. A ticket lost in a dropped reply is handed out again
+// without a charge, so a ZooKeeper failover never makes an item lost.
+//
+// The item's data version records where its current turn is (OpenVersion,
+// LeasedVersion): every lease, result and requeue is a transaction on it.
 type Turn struct {
 	Index   int
 	Attempt int
@@ -234,6 +246,22 @@ type Turn struct {
 // the charge is, so that the master can read it off a listing.
 func (t Turn) Name() string {
 	return indexName(t.Index) + "-" + strconv.Itoa(t.Attempt) + "-" + strconv.Itoa(t.Charged)
+}
+
+// OpenVersion is the item's data version while turn attempt is waiting for
+// a worker.
+func OpenVersion(attempt int) int32 { return int32(2 * (attempt - 1)) }
+
+// LeasedVersion is the item's data version once turn attempt was leased.
+// Leasing bumps the version, so a lease name is used at most once, and the
+// version alone tells whether a turn ever ran: a worker that vanished
+// while no master watched is charged like any other.
+func LeasedVersion(attempt int) int32 { return int32(2*attempt - 1) }
+
+// TurnOf reads an item's data version: the attempt its current turn is on,
+// and whether that turn was leased.
+func TurnOf(version int32) (attempt int, leased bool) {
+	return int(version)/2 + 1, version%2 == 1
 }
 
 // Lease is the path of the ephemeral lease of a turn.

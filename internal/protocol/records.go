@@ -44,6 +44,9 @@ type Job struct {
 	Master string `json:"master,omitempty"`
 	// CreatedMillis is the server time the job node was created at.
 	CreatedMillis int64 `json:"created_ms,omitempty"`
+	// ExpectWorkers, for a job without items, is how many workers must
+	// have come and gone before it is finished; 0 means at least one.
+	ExpectWorkers int `json:"expect_workers,omitempty"`
 }
 
 // Timer returns the job's timer limit.
@@ -62,6 +65,22 @@ type Timer struct {
 	// Kicks counts the kicks so far; every kick rewrites the data, which is
 	// what moves the znode's mtime.
 	Kicks int64 `json:"kicks"`
+	// SessionMillis is the session timeout the worker's server granted. A
+	// worker killed outright leaves its timer until its session expires,
+	// so no reader judges a timer before that much time has passed.
+	SessionMillis int64 `json:"session_ms"`
+}
+
+// Limit is how long timer t may go un-kicked before its worker counts as
+// hung, in a job whose timer is limit. A worker killed outright leaves its
+// timer until the server expires its session: at most one session timeout
+// after its last ping, rounded up to the server's next tick (at most half
+// the minimum timeout), and its last kick came at most half a timer
+// before its death (workers refuse a longer kick interval). Twice the
+// session timeout covers all of it, so such a worker is found vanished,
+// and its item retried, instead of being called hung.
+func (t Timer) Limit(limit time.Duration) time.Duration {
+	return max(limit, 2*time.Duration(t.SessionMillis)*time.Millisecond)
 }
 
 // LabelBytes is how much of an item's text timers and reports repeat.

@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"time"
 
 	"github.com/zkdog/zkdog/internal/bench"
@@ -23,6 +25,7 @@ const consumeRounds = 10
 type queueSide struct {
 	j            *job.Job
 	spec         protocol.Job
+	lease        protocol.Lease
 	take, record []time.Duration
 }
 
@@ -89,9 +92,16 @@ func (e *env) consumeRates(bj *job.Job, bspec protocol.Job, big int, notes []str
 	defer e.cleanup(benchRoot + "/queue-small")
 
 	host, _ := os.Hostname()
-	lease := protocol.Lease{Timer: protocol.TimerPrefix + "0000000000", ID: "zkbench", Host: host, Pid: os.Getpid()}
 	bq := &queueSide{j: bj, spec: bspec}
 	sq := &queueSide{j: sj, spec: sspec}
+	for _, q := range []*queueSide{bq, sq} {
+		// A lease proves its worker's timer, as zkdog run's do.
+		p, err := q.j.CreateTimer(protocol.Timer{ID: "zkbench", Host: host, Pid: os.Getpid()})
+		if err != nil {
+			return bench.Failed(metric, err)
+		}
+		q.lease = protocol.Lease{Timer: path.Base(p), ID: "zkbench", Host: host, Pid: os.Getpid()}
+	}
 	before := e.mntr()
 	for r := range consumeRounds {
 		n := k/consumeRounds + btoi(r < k%consumeRounds)
@@ -100,7 +110,7 @@ func (e *env) consumeRates(bj *job.Job, bspec protocol.Job, big int, notes []str
 			first, second = bq, sq
 		}
 		for _, q := range []*queueSide{first, second} {
-			if err := consumeSome(q, lease, n); err != nil {
+			if err := consumeSome(q, n); err != nil {
 				return bench.Failed(metric, err)
 			}
 		}
@@ -213,15 +223,15 @@ func (e *env) fillFailure(err error, znodes float64, n int) error {
 	return errors.New(msg)
 }
 
-func consumeSome(q *queueSide, lease protocol.Lease, n int) error {
+func consumeSome(q *queueSide, n int) error {
 	for range n {
 		t := time.Now()
-		c, err := q.j.Take(q.spec, lease)
+		c, err := q.j.Take(context.Background(), q.spec, q.lease)
 		if err != nil {
 			return fmt.Errorf("take from %s: %w", q.j.L.Root, err)
 		}
 		t1 := time.Now()
-		if err := q.j.Record(c, protocol.Result{Outcome: protocol.OK}); err != nil {
+		if err := q.j.Record(context.Background(), c, protocol.Result{Outcome: protocol.OK}); err != nil {
 			return fmt.Errorf("record in %s: %w", q.j.L.Root, err)
 		}
 		q.take = append(q.take, t1.Sub(t))

@@ -41,7 +41,7 @@ func (e *env) createJob(root string, items [][]byte, timer time.Duration) (*job.
 	if err := j.Create(jobSpec(timer), items); err != nil {
 		return nil, protocol.Job{}, err
 	}
-	spec, _, err := j.Spec()
+	spec, err := j.Spec()
 	return j, spec, err
 }
 

@@ -197,7 +197,7 @@ func (e *env) sampleIdle(j *job.Job, timer string, w watched, m *watched) (idleS
 		return s, fmt.Errorf("zkdog run: %w", err)
 	}
 	for path, v := range map[string]*int32{j.L.Timer(timer): &s.timer, j.L.Clock(): &s.clock} {
-		_, st, err := j.Conn().Exists(path)
+		_, st, err := e.conn().Exists(path)
 		if err != nil || st == nil {
 			return s, fmt.Errorf("reading %s: %v", path, err)
 		}
@@ -261,7 +261,7 @@ func (e *env) newSession(ctx context.Context, p *bench.Proc, known ...int64) (in
 func (e *env) waitWorking(ctx context.Context, j *job.Job, p *bench.Proc) (job.TimerState, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		leases, _, err := j.Conn().Children(j.L.Leases())
+		leases, _, err := e.conn().Children(j.L.Leases())
 		if err != nil {
 			return job.TimerState{}, err
 		}

@@ -102,12 +102,12 @@ func (e *env) scale() []bench.Row {
 	if err := errors.Join(waitErr, json.Unmarshal(report.Bytes(), &r)); err != nil {
 		return []bench.Row{drainRow, bench.Failed(reportMetric, fmt.Errorf("%w (report %q)", err, report.String()))}
 	}
-	if r.Exit != master.ExitOK || r.OK != n {
-		return []bench.Row{drainRow, bench.Failed(reportMetric, fmt.Errorf("report: exit %d, %d of %d ok", r.Exit, r.OK, n))}
+	if r.End != master.EndOK || r.OK != n {
+		return []bench.Row{drainRow, bench.Failed(reportMetric, fmt.Errorf("report: %s, %d of %d ok", r.End, r.OK, n))}
 	}
 	lat := bench.Millis(exitAfter)
 	return []bench.Row{drainRow, {Metric: reportMetric, Zkdog: &lat, Notes: []string{
-		fmt.Sprintf("report: exit %d, %s items ok, %d missing; its final accounting lists %d result buckets", r.Exit, bench.Count(r.OK), r.Missing, protocol.Buckets(n)),
+		fmt.Sprintf("report: %s, %s items ok, %d missing; its final accounting lists %d result buckets", r.End, bench.Count(r.OK), r.Missing, protocol.Buckets(n)),
 		fmt.Sprintf("zkdog wait's CPU over the run: %v", m.CPU().Round(time.Millisecond)),
 	}}}
 }
@@ -124,7 +124,7 @@ func work(sess *zkconn.Session, l protocol.Layout, spec protocol.Job, id string,
 	defer t.Close()
 	lease := protocol.Lease{Timer: t.Name(), ID: id, Host: "zkbench"}
 	for {
-		c, err := j.Take(spec, lease)
+		c, err := j.Take(context.Background(), spec, lease)
 		if errors.Is(err, job.ErrEmpty) {
 			return nil
 		}
@@ -132,7 +132,7 @@ func work(sess *zkconn.Session, l protocol.Layout, spec protocol.Job, id string,
 			return fmt.Errorf("%s: %w", id, err)
 		}
 		t.Progress()
-		if err := j.Record(c, protocol.Result{Outcome: protocol.OK, ID: id}); err != nil {
+		if err := j.Record(context.Background(), c, protocol.Result{Outcome: protocol.OK, ID: id}); err != nil {
 			return fmt.Errorf("%s: %w", id, err)
 		}
 		taken.Add(1)

@@ -1,0 +1,134 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/zkdog/zkdog/internal/job"
+	"github.com/zkdog/zkdog/internal/protocol"
+)
+
+// drain takes items, one or (with Loop) until none is left.
+func (w *Worker) drain(ctx context.Context) (Result, error) {
+	lease := protocol.Lease{Timer: w.timer.Name(), ID: w.cfg.ID, Host: w.host, Pid: os.Getpid()}
+	var res Result
+	for {
+		c, err := w.next(ctx, lease)
+		if err == nil && ctx.Err() != nil {
+			// Stopped between taking the item and starting on it.
+			w.giveBack(c)
+			err = context.Cause(ctx)
+		}
+		if sig := interrupted(ctx); sig != 0 {
+			w.log.Info("stopping on a signal; no more items taken", "signal", sig)
+			return Result{Status: 128 + sig, Ran: res.Ran}, nil
+		}
+		if errors.Is(err, job.ErrEmpty) {
+			if res.Ran == 0 {
+				w.log.Info("the queue is empty; nothing to do", "root", w.j.L.Root)
+			}
+			return res, nil
+		}
+		if err != nil {
+			if res.Ran == 0 {
+				return res, err
+			}
+			w.log.Error("stopping: no more items taken", "err", err)
+			return res, nil
+		}
+		w.timer.Progress() // taking an item is progress
+		w.log.Info("took item", "item", c.Index, "attempt", c.Attempt, "label", protocol.Label(c.Data))
+		if code := w.runOne(ctx, &c); code != 0 {
+			res.Status = code
+		}
+		res.Ran++
+		if !w.cfg.Loop {
+			return res, nil
+		}
+	}
+}
+
+// next takes the next item; with UntilDone, an empty queue is waited on
+// until an item comes back or every item has a result.
+func (w *Worker) next(ctx context.Context, lease protocol.Lease) (job.Claim, error) {
+	for {
+		c, err := w.take(ctx, lease)
+		if !errors.Is(err, job.ErrEmpty) || !w.cfg.Loop || !w.cfg.UntilDone {
+			return c, err
+		}
+		more, err := w.awaitRetries(ctx)
+		if err != nil {
+			return job.Claim{}, err
+		}
+		if !more {
+			return job.Claim{}, job.ErrEmpty
+		}
+	}
+}
+
+// take takes an item, riding out a ZooKeeper outage (a leader election
+// takes under a second) for as long as the session holds.
+func (w *Worker) take(ctx context.Context, lease protocol.Lease) (job.Claim, error) {
+	if ctx.Err() != nil {
+		return job.Claim{}, context.Cause(ctx)
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, recordPatience, errors.New("ZooKeeper kept failing"))
+	defer cancel()
+	for {
+		c, err := w.j.Take(ctx, w.spec, lease)
+		if err == nil || !job.Transient(err) {
+			return c, err
+		}
+		w.log.Warn("taking an item failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return job.Claim{}, fmt.Errorf("%w (%w)", err, context.Cause(ctx))
+		case <-time.After(job.RetryPause):
+		}
+	}
+}
+
+// awaitRetries waits, with the queue empty, until an item comes back for
+// another attempt (true) or every item has a result (false). Waiting is a
+// sign of health, not a hang, so the timer is kept kicked meanwhile.
+func (w *Worker) awaitRetries(ctx context.Context) (bool, error) {
+	tick := time.NewTicker(max(w.spec.Timer()/8, 10*time.Millisecond))
+	defer tick.Stop()
+	logged := false
+	for {
+		retry, done, changed, err := w.j.WatchRetryOrDone()
+		if err != nil {
+			return false, err
+		}
+		if retry > 0 {
+			return true, nil
+		}
+		if done >= w.spec.Items {
+			return false, nil
+		}
+		if !logged {
+			w.log.Info("the queue is empty; waiting for the other workers' items to finish or come back", "left", w.spec.Items-done)
+			logged = true
+		}
+		if err := w.waitKicking(ctx, changed, tick.C); err != nil {
+			return false, err
+		}
+	}
+}
+
+// waitKicking waits for changed, kicking the timer on every tick.
+func (w *Worker) waitKicking(ctx context.Context, changed job.Watch, tick <-chan time.Time) error {
+	for {
+		select {
+		case <-changed:
+			return nil
+		case <-tick:
+			w.timer.Progress()
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
