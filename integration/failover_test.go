@@ -11,7 +11,6 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkdog/zkdog/internal/zktest"
-	"github.com/zkdog/zkdog/master"
 )
 
 // A job rides out ZooKeeper failures: the leader of a 3-node ensemble is
@@ -68,7 +67,7 @@ func TestEnsembleFailover(t *testing.T) {
 	for _, w := range workers {
 		expectExit(t, w, 0)
 	}
-	expectExit(t, m, master.ExitOK)
+	expectExit(t, m, exitOK)
 	r := readReport(t, m)
 	if r.OK != items || r.Failed+r.Lost+r.Missing != 0 {
 		t.Fatalf("report = %+v, want %d items ok", r, items)

@@ -31,6 +31,22 @@ var (
 	shared *zkserver.Server
 )
 
+// Exit codes as the README's table gives them: the numbers scripts see,
+// literal so that a change of the code's own constants cannot hide a
+// change of what users get.
+const (
+	exitOK            = 0
+	exitFailed        = 1
+	exitUsage         = 2
+	exitHung          = 3
+	exitSyncTimeout   = 4
+	exitLost          = 5
+	exitZooKeeper     = 6
+	exitRunFailed     = 125
+	exitNotExecutable = 126
+	exitNotFound      = 127
+)
+
 // waitLimit bounds every wait in these tests. It is a guard against a
 // hang, not a performance assertion: the machines are shared and slow.
 const waitLimit = 60 * time.Second

@@ -36,7 +36,7 @@ func TestEveryItemOnceOverFourWorkers(t *testing.T) {
 	for _, w := range workers {
 		expectExit(t, w, 0)
 	}
-	expectExit(t, m, master.ExitOK)
+	expectExit(t, m, exitOK)
 
 	for i := range 20 {
 		b, err := os.ReadFile(filepath.Join(out, "item-"+leftPad(i)))
@@ -82,7 +82,7 @@ func TestFrozenWorkerIsReportedExpired(t *testing.T) {
 		return len(kids) == 1
 	})
 	w.signal(syscall.SIGSTOP)
-	expectExit(t, m, master.ExitExpired)
+	expectExit(t, m, exitHung)
 	stderr := m.stderr.String()
 	for _, want := range []string{"frozen-worker", "only-item", "pid " + strconv.Itoa(w.cmd.Process.Pid)} {
 		if !strings.Contains(stderr, want) {
@@ -99,7 +99,7 @@ func TestFrozenWorkerIsReportedExpired(t *testing.T) {
 func TestSyncTimeout(t *testing.T) {
 	root := rootFor(t)
 	m := run(t, opts{}, "master", "--root", root, "--items", writeFile(t, "items", "a\nb\n"), "--sync", "--sync-timeout", "1s")
-	expectExit(t, m, master.ExitSyncTimeout)
+	expectExit(t, m, exitSyncTimeout)
 	if !strings.Contains(m.stderr.String(), "no worker started within 1s") {
 		t.Fatalf("stderr does not say why:\n%s", m.stderr.String())
 	}
@@ -118,7 +118,7 @@ func TestSyncReleasedByFirstWorker(t *testing.T) {
 		t.Fatal("no sync barrier with --sync")
 	}
 	expectExit(t, run(t, opts{}, "run", "--root", root, "--", "true"), 0)
-	expectExit(t, m, master.ExitOK)
+	expectExit(t, m, exitOK)
 }
 
 func TestFailingCommandFailsTheJob(t *testing.T) {
@@ -128,7 +128,7 @@ func TestFailingCommandFailsTheJob(t *testing.T) {
 	waitJob(t, conn, root)
 	w := run(t, opts{}, "run", "--root", root, "--loop", "--", "sh", "-c", `test "$ZKDOG_ITEM" != bad || exit 7`)
 	expectExit(t, w, 7)
-	expectExit(t, m, master.ExitFailed)
+	expectExit(t, m, exitFailed)
 	if s := m.stderr.String(); !strings.Contains(s, `failed item 1 "bad": exit 7`) {
 		t.Fatalf("the report does not name the failed item:\n%s", s)
 	}
@@ -151,7 +151,7 @@ func TestTimerOnlyJob(t *testing.T) {
 	m := start(t, opts{}, "master", "--root", root, "--sync")
 	waitJob(t, conn, root)
 	expectExit(t, run(t, opts{}, "run", "--root", root, "--no-queue", "--", "sh", "-c", "exit 0"), 0)
-	expectExit(t, m, master.ExitOK)
+	expectExit(t, m, exitOK)
 	// A worker that wants an item is told the job has none.
 	root2 := root + "-2"
 	m2 := start(t, opts{}, "master", "--root", root2, "--sync")
@@ -216,16 +216,16 @@ func TestBadInput(t *testing.T) {
 		code int
 		says string
 	}{
-		{"master unreachable", opts{zk: dead}, []string{"master", "--root", "/bad/a", "--items", good, "--session-timeout", "2s"}, master.ExitZooKeeper, "unreachable"},
+		{"master unreachable", opts{zk: dead}, []string{"master", "--root", "/bad/a", "--items", good, "--session-timeout", "2s"}, exitZooKeeper, "unreachable"},
 		{"run unreachable", opts{zk: dead}, []string{"run", "--root", "/bad/a", "--session-timeout", "2s", "--", "true"}, 125, "unreachable"},
-		{"relative root", opts{}, []string{"master", "--root", "bad/a", "--items", good}, master.ExitUsage, "not an absolute path"},
+		{"relative root", opts{}, []string{"master", "--root", "bad/a", "--items", good}, exitUsage, "not an absolute path"},
 		{"run relative root", opts{}, []string{"run", "--root", "bad/a", "--", "true"}, 125, "not an absolute path"},
-		{"no root", opts{}, []string{"master", "--items", good}, master.ExitUsage, "--root is required"},
-		{"missing items file", opts{}, []string{"master", "--root", "/bad/b", "--items", "/nonexistent/items"}, master.ExitUsage, "no such file"},
-		{"item too large", opts{}, []string{"master", "--root", "/bad/c", "--items", big}, master.ExitUsage, "line 2 is 65537 bytes"},
-		{"empty items", opts{}, []string{"master", "--root", "/bad/d", "--items", empty}, master.ExitUsage, "has no items"},
-		{"bad duration", opts{}, []string{"master", "--root", "/bad/e", "--items", good, "--timer", "soon"}, master.ExitUsage, "bad duration"},
-		{"unknown flag", opts{}, []string{"master", "--root", "/bad/f", "--frobnicate"}, master.ExitUsage, "frobnicate"},
+		{"no root", opts{}, []string{"master", "--items", good}, exitUsage, "--root is required"},
+		{"missing items file", opts{}, []string{"master", "--root", "/bad/b", "--items", "/nonexistent/items"}, exitUsage, "no such file"},
+		{"item too large", opts{}, []string{"master", "--root", "/bad/c", "--items", big}, exitUsage, "line 2 is 65537 bytes"},
+		{"empty items", opts{}, []string{"master", "--root", "/bad/d", "--items", empty}, exitUsage, "has no items"},
+		{"bad duration", opts{}, []string{"master", "--root", "/bad/e", "--items", good, "--timer", "soon"}, exitUsage, "bad duration"},
+		{"unknown flag", opts{}, []string{"master", "--root", "/bad/f", "--frobnicate"}, exitUsage, "frobnicate"},
 		{"run without command", opts{}, []string{"run", "--root", "/bad/g"}, 125, "no command"},
 		{"run on no job", opts{}, []string{"run", "--root", "/bad/none", "--", "true"}, 125, "no job at /bad/none"},
 		{"bad progress", opts{}, []string{"run", "--root", "/bad/g", "--progress", "cpu,vibes", "--", "true"}, 125, "vibes"},
@@ -257,7 +257,7 @@ func TestExistingJobIsRefusedAndKept(t *testing.T) {
 	m := start(t, opts{}, "master", "--root", root, "--items", writeFile(t, "items", "first\n"))
 	waitJob(t, conn, root)
 	second := run(t, opts{}, "master", "--root", root, "--items", writeFile(t, "items2", "x\ny\n"))
-	expectExit(t, second, master.ExitUsage)
+	expectExit(t, second, exitUsage)
 	if !strings.Contains(second.stderr.String(), "already exists") {
 		t.Fatalf("stderr:\n%s", second.stderr.String())
 	}

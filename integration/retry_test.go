@@ -58,7 +58,7 @@ func TestKilledWorkersItemIsRetried(t *testing.T) {
 	rescuer := start(t, o, "run", "--root", root, "--loop", "--until-done", "--", "true")
 	victim.signal(syscall.SIGKILL)
 	expectExit(t, rescuer, 0)
-	expectExit(t, m, master.ExitOK)
+	expectExit(t, m, exitOK)
 	r := readReport(t, m)
 	if r.OK != 1 || r.Retried != 1 || r.Lost != 0 {
 		t.Fatalf("report = %+v, want the item done after one retry", r)
@@ -78,7 +78,7 @@ func TestKilledWorkersItemIsLostWithoutRetries(t *testing.T) {
 	victim, _ := startedWorker(t, o, root) // takes item 0, "fine"
 	expectExit(t, run(t, o, "run", "--root", root, "--", "true"), 0)
 	victim.signal(syscall.SIGKILL)
-	expectExit(t, m, master.ExitLost)
+	expectExit(t, m, exitLost)
 	if s := m.stderr.String(); !strings.Contains(s, `lost item 0 "fine"`) || !strings.Contains(s, "lost 1") {
 		t.Fatalf("the report does not name the lost item:\n%s", s)
 	}
@@ -124,7 +124,7 @@ func killTrial(t *testing.T, addr string, trial int) {
 	}
 	victim.wait()
 	expectExit(t, rescuer, 0)
-	expectExit(t, m, master.ExitOK)
+	expectExit(t, m, exitOK)
 	r := readReport(t, m)
 	if r.Items != items || r.OK != items || r.Failed+r.Lost+r.Missing != 0 || r.Retried > 1 {
 		t.Fatalf("kill after %v: report = %+v, want %d items ok with at most one retry", delay, r, items)
@@ -165,7 +165,7 @@ func TestExpiredSessionStopsTheCommand(t *testing.T) {
 	victim.signal(syscall.SIGSTOP)
 	rescuer := start(t, o, "run", "--root", root, "--loop", "--until-done", "--", "true")
 	expectExit(t, rescuer, 0)
-	expectExit(t, m, master.ExitOK)
+	expectExit(t, m, exitOK)
 	victim.signal(syscall.SIGCONT)
 	expectExit(t, victim, 128+int(syscall.SIGTERM))
 	if !descendantsGone([]int{childPid}) {
@@ -209,7 +209,7 @@ func TestWaitTakesOverFromADeadMaster(t *testing.T) {
 	second := start(t, o, "wait", "--root", root, "--json")
 	rescuer := start(t, o, "run", "--root", root, "--loop", "--until-done", "--", "true")
 	expectExit(t, rescuer, 0)
-	expectExit(t, second, master.ExitOK)
+	expectExit(t, second, exitOK)
 	r := readReport(t, second)
 	if r.Items != 3 || r.OK != 3 || r.Retried != 0 {
 		t.Fatalf("report = %+v, want 3 items ok and no retry charged", r)

@@ -10,7 +10,6 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkdog/zkdog/internal/protocol"
-	"github.com/zkdog/zkdog/master"
 )
 
 var scaleItems = flag.Int("scale-items", 100_000, "items of TestHundredThousandItems")
@@ -47,7 +46,7 @@ func TestHundredThousandItems(t *testing.T) {
 		}
 	}
 	finished := time.Now()
-	expectExit(t, m, master.ExitOK)
+	expectExit(t, m, exitOK)
 	t.Logf("the master reported and removed the job %v after the last worker", time.Since(finished).Round(time.Millisecond))
 	t.Logf("4 workers drained %d items in %v", n, time.Since(began).Round(time.Millisecond))
 	r := readReport(t, m)

@@ -126,7 +126,7 @@ func TestSlurmArray(t *testing.T) {
 	c := slurmtest.ForTestWith(t, slurmtest.Config{CPUs: 8})
 	s := submit(t, c, "slurm", lines(12, "item-%d"), 4)
 	r, job := s.masterReport(t, c, "zkdog-report-*.json")
-	if job.ExitCode != "0:0" || r.Exit != master.ExitOK || r.OK != 12 {
+	if job.ExitCode != "0:0" || r.Exit != exitOK || r.OK != 12 {
 		t.Fatalf("master job exit %s, report %+v; want 0 and 12 items ok", job.ExitCode, r)
 	}
 	ranOnce(t, s.side, 12)
@@ -145,7 +145,7 @@ func TestSlurmHungTask(t *testing.T) {
 	c := slurmtest.ForTestWith(t, slurmtest.Config{CPUs: 8})
 	s := submit(t, c, "slurm", "item-0\nhang-1\nitem-2\nitem-3\n", 2, "TIMER=3s")
 	r, job := s.masterReport(t, c, "zkdog-report-*.json")
-	if job.ExitCode != "3:0" || r.Exit != master.ExitExpired || len(r.Expired) == 0 {
+	if job.ExitCode != "3:0" || r.Exit != exitHung || len(r.Expired) == 0 {
 		t.Fatalf("master job exit %s, report %+v; want 3 and an expired timer", job.ExitCode, r)
 	}
 	hung, err := os.ReadFile(filepath.Join(s.side, "hung-task"))
@@ -177,7 +177,7 @@ func TestSlurmScancelOneTask(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(s.side, "cleaned")); err != nil || string(b) != "cleaned\n" {
 		t.Fatalf("the work's clean-up did not run: %q %v", b, err)
 	}
-	if job.ExitCode != "1:0" || r.Exit != master.ExitFailed || r.OK != 2 || r.Failed != 1 ||
+	if job.ExitCode != "1:0" || r.Exit != exitFailed || r.OK != 2 || r.Failed != 1 ||
 		len(r.Problems) != 1 || r.Problems[0].Item != "trap-1" || r.Problems[0].Exit != 3 {
 		t.Fatalf("master job exit %s, report %+v; want 1, with trap-1 failed with exit 3", job.ExitCode, r)
 	}
@@ -191,7 +191,7 @@ func TestQsubArray(t *testing.T) {
 	c := slurmtest.ForTestWith(t, slurmtest.Config{CPUs: 8, PBSEnv: true})
 	s := submit(t, c, "pbs", lines(6, "item-%d"), 3)
 	r, job := s.masterReport(t, c, "zkdog-report-*.json")
-	if job.ExitCode != "0:0" || r.Exit != master.ExitOK || r.OK != 6 {
+	if job.ExitCode != "0:0" || r.Exit != exitOK || r.OK != 6 {
 		t.Fatalf("master job exit %s, report %+v; want 0 and 6 items ok", job.ExitCode, r)
 	}
 	ranOnce(t, s.side, 6)

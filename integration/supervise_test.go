@@ -13,8 +13,6 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkdog/zkdog/internal/protocol"
-	"github.com/zkdog/zkdog/master"
-	"github.com/zkdog/zkdog/worker"
 )
 
 // initJob creates a job with n items and no master waiting on it.
@@ -40,8 +38,8 @@ func TestExitCodes(t *testing.T) {
 		{"exit 7", []string{"sh", "-c", "exit 7"}, 7},
 		{"exit 255", []string{"sh", "-c", "exit 255"}, 255},
 		{"killed by signal", []string{"sh", "-c", "kill -USR1 $$"}, 128 + int(syscall.SIGUSR1)},
-		{"not executable", []string{notExec}, worker.ExitNotExecutable},
-		{"not found", []string{"no-such-command-zkdog"}, worker.ExitNotFound},
+		{"not executable", []string{notExec}, exitNotExecutable},
+		{"not found", []string{"no-such-command-zkdog"}, exitNotFound},
 	}
 	conn := connect(t, shared.Addr())
 	for _, c := range cases {
@@ -60,7 +58,7 @@ func TestExitCodes(t *testing.T) {
 	t.Run("zkdog fails before the command", func(t *testing.T) {
 		marker := filepath.Join(t.TempDir(), "ran")
 		p := run(t, opts{zk: deadAddr(t)}, "run", "--root", root, "--session-timeout", "1s", "--", "touch", marker)
-		expectExit(t, p, worker.ExitFailed)
+		expectExit(t, p, exitRunFailed)
 		if _, err := os.Stat(marker); err == nil {
 			t.Fatal("the command ran although zkdog could not reach ZooKeeper")
 		}
@@ -206,12 +204,12 @@ func TestProgressDetection(t *testing.T) {
 			w := start(t, o, "run", "--root", root, "--progress", c.progress, "--sample-interval", "200ms",
 				"--progress-file", progressFile, "--", "sh", "-c", c.script)
 			if c.hung {
-				expectExit(t, m, master.ExitExpired)
+				expectExit(t, m, exitHung)
 				expectExit(t, w, 128+int(syscall.SIGTERM))
 				return
 			}
 			expectExit(t, w, 0)
-			expectExit(t, m, master.ExitOK)
+			expectExit(t, m, exitOK)
 		})
 	}
 }

@@ -1,13 +1,87 @@
-// Package zkconn opens a ZooKeeper session and says when it is lost.
+// Package zkconn opens a ZooKeeper session and says when it is lost, and
+// when the work it protects must start to stop.
 //
 // The go-zookeeper client hides session loss: after an expiry it quietly
 // opens a new session, and while partitioned it only reports
 // "disconnected", so a program learns that its ephemerals are gone at the
-// earliest when it reconnects. Session turns both into one signal, Lost,
-// which closes as soon as the session that was opened can no longer be
-// trusted: the server said it expired, a different session replaced it, or
-// the client has been disconnected for a whole session timeout by its own
-// clock.
+// earliest when it reconnects. Session turns this into two signals:
+//
+//   - Lost closes as soon as the session that was opened can no longer be
+//     trusted: the server said it expired, a different session replaced
+//     it, or by our own clock the server may have expired it (below).
+//   - Endangered closes a stop lead (WithStopLead) before that last
+//     instant, and with Lost at the latest. A worker stops its command
+//     when it closes, so that the command is dead (TERM, then KILL within
+//     the lead) before the server can expire the session and hand the
+//     command's item to someone else. Both close once and stay closed.
+//
+// # Safety argument
+//
+// The server expires a session one granted session timeout T after it
+// last heard from it, never sooner: every packet that arrives from the
+// client touches the session, and the expiry is scheduled at that instant
+// plus T, rounded up to the server's next tick (in an ensemble the leader
+// learns of a touch at a follower later still, and a new leader restarts
+// every session's timeout, which only delays expiry). A reply proves that
+// its request reached the server, and a request cannot arrive before it
+// was sent. So if A is the send time, by our monotonic clock, of the
+// latest request the server has answered, the server cannot expire the
+// session before A + T by its clock. Session reads A off the client's own
+// connections (it wraps the dialer and pairs each reply with its request
+// by xid; watch events answer no request and do not count; the client
+// pings every T/3, so A advances at least that often on a healthy
+// connection) and takes
+//
+//	EarliestExpiry = A + T - ExpiryMargin(T)
+//
+// as the first instant the session may be gone. The margin covers what
+// the argument leaves out: our timer firing late (scheduling, GC) and the
+// two clocks running at slightly different rates. It does not have to
+// cover the network or the server's processing time, because A is when a
+// request left, not when its reply came back. Lost closes at
+// EarliestExpiry and Endangered at EarliestExpiry minus the lead, unless
+// a newer answer has moved A on by then.
+//
+// The deadline runs whether or not the client has noticed a
+// disconnection. It notices a silent partition only when nothing at all
+// has arrived for its read timeout, 2T/3, and counting from that notice
+// is what made the old deadline late: it ran up to 2T/3 past the server's
+// own expiry. Nor would a shorter deadline counted from the notice be
+// safe: a watch event that arrives just before the partition defers the
+// notice to about A + T.
+//
+// When a connection is restored with the same session, its connect reply
+// moves A on and a deadline that has not fired yet is pushed back: a
+// disconnection passes unseen if the connect reply of the reconnection
+// arrives within T - margin - lead of A (with the default 10s timeout and
+// the greatest lead, 6.2s: a leader election, under a second, is ridden
+// out).
+//
+// LastHeard, when the last byte arrived, is for logging only: it is later
+// than A by a round trip, or by more when the last packet was a watch
+// event or the answer to a slow request, and must not be used as the
+// basis of an expiry.
+//
+// # The overlap that remains
+//
+//   - A command that does not die within the lead: one in uninterruptible
+//     sleep (a hung NFS mount, say) that even SIGKILL cannot end, or one
+//     whose process tree the worker cannot reach.
+//   - A lead shorter than the worker's kill grace: the lead is capped at
+//     T/3 (StopLeadFor), so a worker must kill within StopLead, not within
+//     a longer --kill-timeout.
+//   - Our process paused (SIGSTOP, a frozen VM, swapping) when the timer
+//     is due, or its timers late by more than the margin: it acts only
+//     when it runs again.
+//   - A server clock that runs faster than ours by more than the margin
+//     allows; real clocks differ by parts per million.
+//
+// The price of the early signal: Endangered also fires on a connection
+// that is up but whose replies stall for T - margin - lead since the last
+// answered request (at least 2T/3 - margin with the capped lead, leaving
+// a reply about T/3 - margin to be late beyond the ping interval), and a
+// disconnection that would have been ridden out within T is given up
+// margin + lead earlier.
 package zkconn
 
 import (
@@ -16,7 +90,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +103,63 @@ import (
 // healthy worker loses its session and stops its child. Ten seconds is
 // etcd's lease default; consul lock uses fifteen.
 const DefaultSessionTimeout = 10 * time.Second
+
+// The expiry margin is taken off the server's earliest possible expiry
+// (see the package doc) for what the safety argument leaves out: our
+// timers firing late and the clocks' rates differing. A twentieth of the
+// timeout (0.5s of the default 10s) and at least MinExpiryMargin is far
+// more than a timer is late on a sane machine, even under -race; each
+// extra millisecond is one less that a partition can last before the
+// session is given up. It never exceeds a quarter of the timeout, so that
+// tiny timeouts keep a deadline beyond the client's ping interval.
+const (
+	MinExpiryMargin        = 200 * time.Millisecond
+	expiryMarginDivisor    = 20
+	maxExpiryMarginDivisor = 4
+)
+
+// ExpiryMargin is the margin taken off the earliest possible expiry of a
+// session with the given granted timeout.
+func ExpiryMargin(timeout time.Duration) time.Duration {
+	return min(max(timeout/expiryMarginDivisor, MinExpiryMargin), timeout/maxExpiryMarginDivisor)
+}
+
+// maxStopLeadDivisor caps the stop lead at a third of the session timeout.
+// The lead is time the command is given to die before the server may
+// expire the session, and it is taken from the time a disconnection can
+// last unharmed. The cap keeps Endangered's deadline at least
+// 2T/3 - margin after the last answered request: beyond the client's ping
+// interval (T/3) with T/3 - margin to spare for a slow reply, so that a
+// healthy connection never trips it, and long enough that a leader
+// election (under a second) or a reconnection to another server is ridden
+// out with the default timeout (6.2s of 10s).
+const maxStopLeadDivisor = 3
+
+// StopLeadFor is the stop lead a Session uses for the granted timeout
+// when asked for grace (WithStopLead): grace, but at most a third of the
+// timeout, and not negative. A worker that stops its command with TERM and
+// then KILL asks for its kill timeout plus the time a KILL takes to be
+// reaped, and then kills within Session.StopLead, which may be shorter
+// than its kill timeout: past the lead the server may already have
+// expired the session and handed the item on.
+func StopLeadFor(timeout, grace time.Duration) time.Duration {
+	return max(0, min(grace, timeout/maxStopLeadDivisor))
+}
+
+// Option adjusts Dial.
+type Option func(*options)
+
+type options struct {
+	lead time.Duration
+}
+
+// WithStopLead asks for Endangered to close lead before the earliest
+// instant the server may expire the session (capped by StopLeadFor once
+// the granted timeout is known; Session.StopLead tells the lead in use).
+// Without it, or with 0, Endangered closes with Lost.
+func WithStopLead(lead time.Duration) Option {
+	return func(o *options) { o.lead = lead }
+}
 
 // Sentinel errors.
 var (
@@ -46,20 +176,23 @@ type Session struct {
 	conn    *zk.Conn
 	log     *slog.Logger
 	servers string
+	opts    options
+	trk     *tracker
 
-	mu         sync.Mutex
-	id         int64
-	timeout    time.Duration // negotiated with the server once known
-	lostErr    error
-	lost       chan struct{}
-	ready      chan struct{}
-	readyOnce  sync.Once
-	granted    chan struct{} // closed once the granted timeout is known
-	grantOnce  sync.Once
-	deadline   *time.Timer // runs while disconnected
-	lastFailed string      // last connection failure, for the error message
-	closed     bool
-	early      bool // a session event came before conn was set
+	mu           sync.Mutex
+	id           int64
+	timeout      time.Duration // asked for; the granted one is s.trk.granted
+	lostErr      error
+	lost         chan struct{}
+	endangered   chan struct{}
+	isEndangered bool
+	ready        chan struct{}
+	readyOnce    sync.Once
+	watch        *time.Timer // fires at the next deadline; see armLocked
+	disconnected bool        // the client reported a disconnection since the last session event
+	lastFailed   string      // last connection failure, for the error message
+	closed       bool
+	early        bool // a session event came before conn was set
 }
 
 // ParseServers splits a comma-separated host[:port] list. A host without a
@@ -96,7 +229,7 @@ func ParseServers(list string) ([]string, error) {
 // Dial opens a session and returns once the server has granted it, or with
 // ErrUnreachable once ctx is done. Callers bound ctx: the client itself
 // would retry forever.
-func Dial(ctx context.Context, servers string, timeout time.Duration, log *slog.Logger) (*Session, error) {
+func Dial(ctx context.Context, servers string, timeout time.Duration, log *slog.Logger, opts ...Option) (*Session, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -108,16 +241,23 @@ func Dial(ctx context.Context, servers string, timeout time.Duration, log *slog.
 		timeout = DefaultSessionTimeout
 	}
 	s := &Session{
-		log:     log,
-		servers: strings.Join(addrs, ","),
-		timeout: timeout,
-		lost:    make(chan struct{}),
-		ready:   make(chan struct{}),
-		granted: make(chan struct{}),
+		log:        log,
+		servers:    strings.Join(addrs, ","),
+		trk:        newTracker(),
+		timeout:    timeout,
+		lost:       make(chan struct{}),
+		endangered: make(chan struct{}),
+		ready:      make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(&s.opts)
 	}
 	conn, _, err := zk.Connect(addrs, timeout,
 		zk.WithLogger(clientLogger{s}),
 		zk.WithEventCallback(s.onEvent),
+		// Every connection reports when the server answered; see the
+		// safety argument in the package doc.
+		zk.WithDialer(s.trk.dialer(net.DialTimeout)),
 		// Bound what a reply may make us allocate; the server's own
 		// jute.maxbuffer default is the natural size.
 		zk.WithMaxBufferSize(4<<20),
@@ -135,14 +275,9 @@ func Dial(ctx context.Context, servers string, timeout time.Duration, log *slog.
 	s.mu.Unlock()
 	select {
 	case <-s.ready:
-		// The client logs the timeout the server granted just after it
-		// reports the session; wait for it so that Timeout is right from
-		// the start. It never fails to come, but is not worth a hang.
-		select {
-		case <-s.granted:
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
+		// Timeout is right from the start: the tracker read the granted
+		// timeout off the connect reply, before the client reported the
+		// session.
 		return s, nil
 	case <-ctx.Done():
 		s.mu.Lock()
@@ -172,14 +307,42 @@ func (s *Session) ID() int64 {
 func (s *Session) Timeout() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.timeoutLocked()
+}
+
+// timeoutLocked is the timeout of the last connect reply for this session,
+// or, until there is one, the timeout asked for.
+func (s *Session) timeoutLocked() time.Duration {
+	if g := s.trk.granted.Load(); g > 0 {
+		return time.Duration(g)
+	}
 	return s.timeout
+}
+
+// StopLead is the lead Endangered keeps before the earliest possible
+// expiry: the one asked for with WithStopLead, capped by StopLeadFor for
+// the granted timeout.
+func (s *Session) StopLead() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return StopLeadFor(s.timeoutLocked(), s.opts.lead)
 }
 
 // Servers is the server list in use.
 func (s *Session) Servers() string { return s.servers }
 
-// Lost is closed when the session can no longer be trusted.
+// Lost is closed when the session can no longer be trusted: the server
+// expired it, another session replaced it, or EarliestExpiry has passed
+// with no newer answer from the server. Endangered is closed by then.
 func (s *Session) Lost() <-chan struct{} { return s.lost }
+
+// Endangered is closed when it is time to stop what the session protects:
+// StopLead before EarliestExpiry if no newer answer from the server has
+// come by then (whether or not the client has noticed a disconnection),
+// and with Lost at the latest. Once closed it stays closed: a connection
+// restored after it closed does not reopen it, and the session should be
+// treated as lost.
+func (s *Session) Endangered() <-chan struct{} { return s.endangered }
 
 // Err says why Lost closed; nil while the session holds.
 func (s *Session) Err() error {
@@ -188,12 +351,44 @@ func (s *Session) Err() error {
 	return s.lostErr
 }
 
+// LastHeard is when data last arrived from a server, or the zero time if
+// none has. It is for logging: it says nothing safe about expiry (see the
+// package doc; EarliestExpiry does).
+func (s *Session) LastHeard() time.Time {
+	ns := s.trk.heard.Load()
+	if ns == 0 {
+		return time.Time{}
+	}
+	return s.trk.at(ns)
+}
+
+// EarliestExpiry is the earliest instant the server may expire the
+// session given the answers received so far: the send time of the latest
+// request the server answered, plus the granted timeout, less
+// ExpiryMargin. It moves on with every answer (pings come every third of
+// the timeout) and is meaningful whether or not the client is connected;
+// ok is false before the session is granted and after Close.
+func (s *Session) EarliestExpiry() (t time.Time, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.id == 0 || s.closed {
+		return time.Time{}, false
+	}
+	return s.earliestExpiryLocked(), true
+}
+
+func (s *Session) earliestExpiryLocked() time.Time {
+	t := s.timeoutLocked()
+	return s.trk.at(s.trk.acked.Load()).Add(t - ExpiryMargin(t))
+}
+
 // Close ends the session; the server deletes its ephemerals at once.
+// Neither Lost nor Endangered closes for it.
 func (s *Session) Close() {
 	s.mu.Lock()
 	s.closed = true
-	if s.deadline != nil {
-		s.deadline.Stop()
+	if s.watch != nil {
+		s.watch.Stop()
 	}
 	s.mu.Unlock()
 	s.conn.Close()
@@ -222,53 +417,103 @@ func (s *Session) onEvent(ev zk.Event) {
 		case id != s.id:
 			s.loseLocked(fmt.Errorf("%w: the session expired and the client opened another", ErrLost))
 		default:
-			if s.deadline != nil {
-				s.deadline.Stop()
-				s.deadline = nil
+			// The connect reply has moved EarliestExpiry on; push the
+			// deadline back unless it has already fired.
+			if s.disconnected && s.lostErr == nil {
 				s.log.Info("ZooKeeper connection restored", "server", ev.Server)
 			}
+			s.disconnected = false
+			s.armLocked()
 		}
 	case zk.StateExpired:
 		s.loseLocked(fmt.Errorf("%w: the server expired the session", ErrLost))
 	case zk.StateDisconnected:
-		if s.id != 0 && s.deadline == nil && s.lostErr == nil {
-			// The server expires us one session timeout after it last
-			// heard from us, which is no earlier than our last reply, so
-			// by our own clock this deadline is never late.
-			s.log.Warn("ZooKeeper connection lost; the session ends unless it is restored in time", "within", s.timeout)
-			s.deadline = time.AfterFunc(s.timeout, func() {
-				s.mu.Lock()
-				defer s.mu.Unlock()
-				if s.deadline != nil && !s.closed {
-					s.loseLocked(fmt.Errorf("%w: disconnected for the whole session timeout (%v)", ErrLost, s.timeout))
-				}
-			})
+		if s.id == 0 || s.lostErr != nil {
+			return
 		}
+		if !s.disconnected {
+			s.disconnected = true
+			s.log.Warn("ZooKeeper connection lost; the session ends unless it is restored in time",
+				"within", time.Until(s.earliestExpiryLocked()).Round(time.Millisecond),
+				"stop_lead", StopLeadFor(s.timeoutLocked(), s.opts.lead))
+		}
+		// Fires at once if the deadline has passed by the time the client
+		// noticed, as it may have for a silent partition.
+		s.armLocked()
 	}
 }
 
 func (s *Session) openedLocked() {
 	s.id = s.conn.SessionID()
+	s.trk.session.Store(s.id)
 	s.readyOnce.Do(func() { close(s.ready) })
 	s.log.Debug("ZooKeeper session opened", "session", fmt.Sprintf("0x%x", s.id), "server", s.conn.Server())
+	s.armLocked()
+}
+
+// armLocked closes Endangered and Lost if their deadlines have passed and
+// otherwise sets the timer for the next one. The timer does not follow
+// every answer: when it fires it looks at EarliestExpiry again and, if an
+// answer has moved it on, sets itself for the new deadline. On a healthy
+// connection that is about once every 2T/3.
+func (s *Session) armLocked() {
+	if s.closed || s.id == 0 || s.lostErr != nil {
+		return
+	}
+	now := time.Now()
+	expiry := s.earliestExpiryLocked()
+	lead := StopLeadFor(s.timeoutLocked(), s.opts.lead)
+	if !s.isEndangered && !now.Before(expiry.Add(-lead)) {
+		s.endangerLocked(expiry, lead)
+	}
+	if !now.Before(expiry) {
+		t := s.timeoutLocked()
+		s.loseLocked(fmt.Errorf("%w: no answer from the server for the session timeout (%v) less a %v safety margin; the server may have expired the session",
+			ErrLost, t, ExpiryMargin(t)))
+		return
+	}
+	next := expiry
+	if !s.isEndangered {
+		next = expiry.Add(-lead)
+	}
+	if s.watch == nil {
+		s.watch = time.AfterFunc(next.Sub(now), s.checkDeadline)
+	} else {
+		s.watch.Reset(next.Sub(now))
+	}
+}
+
+func (s *Session) checkDeadline() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.armLocked()
+}
+
+func (s *Session) endangerLocked(expiry time.Time, lead time.Duration) {
+	s.isEndangered = true
+	if lead > 0 {
+		s.log.Warn("ZooKeeper session endangered: the server may expire it soon; stop what it protects",
+			"within", time.Until(expiry).Round(time.Millisecond), "stop_lead", lead)
+	}
+	close(s.endangered)
 }
 
 func (s *Session) loseLocked(err error) {
 	if s.lostErr != nil {
 		return
 	}
+	if !s.isEndangered {
+		// Endangered first: whoever sees Lost closed sees Endangered too.
+		s.isEndangered = true
+		close(s.endangered)
+	}
 	s.lostErr = err
-	if s.deadline != nil {
-		s.deadline.Stop()
-		s.deadline = nil
+	if s.watch != nil {
+		s.watch.Stop()
 	}
 	s.log.Warn("ZooKeeper session lost", "err", err)
 	close(s.lost)
 }
-
-// negotiated matches the client's log line that carries the timeout the
-// server granted; the client exposes it nowhere else.
-var negotiated = regexp.MustCompile(`authenticated: id=(-?\d+), timeout=(\d+)`)
 
 // clientLogger routes the client's printf logging to slog at debug level
 // and picks up what the client knows and does not export.
@@ -276,16 +521,8 @@ type clientLogger struct{ s *Session }
 
 func (l clientLogger) Printf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	// What the message tells is taken before it is logged: a slow log
-	// must not delay Dial's return.
-	if m := negotiated.FindStringSubmatch(msg); m != nil {
-		if ms, err := strconv.Atoi(m[2]); err == nil && ms > 0 {
-			l.s.mu.Lock()
-			l.s.timeout = time.Duration(ms) * time.Millisecond
-			l.s.mu.Unlock()
-		}
-		l.s.grantOnce.Do(func() { close(l.s.granted) })
-	} else if strings.HasPrefix(msg, "failed to connect") {
+	// What the message tells is taken before it is logged.
+	if strings.HasPrefix(msg, "failed to connect") {
 		l.s.mu.Lock()
 		l.s.lastFailed = msg
 		l.s.mu.Unlock()
