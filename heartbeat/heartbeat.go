@@ -138,6 +138,10 @@ func (t *Timer) run() {
 	ticker := time.NewTicker(t.opts.interval)
 	defer ticker.Stop()
 	gone := t.watch()
+	if gone == nil {
+		t.finish(t.deleted(), false)
+		return
+	}
 	for {
 		select {
 		case <-t.stop:
@@ -148,7 +152,7 @@ func (t *Timer) run() {
 			return
 		case <-gone:
 			if gone = t.watch(); gone == nil {
-				t.finish(fmt.Errorf("%w: %s was deleted by someone else (the job removed or aborted?)", ErrLost, t.path), false)
+				t.finish(t.deleted(), false)
 				return
 			}
 		case <-ticker.C:
@@ -175,6 +179,10 @@ func (t *Timer) watch() job.Watch {
 		return nil
 	}
 	return w
+}
+
+func (t *Timer) deleted() error {
+	return fmt.Errorf("%w: %s was deleted by someone else (the job removed or aborted?)", ErrLost, t.path)
 }
 
 // kick rewrites the timer's data, which moves its mtime on the server.

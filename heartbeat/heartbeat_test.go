@@ -128,8 +128,14 @@ func TestTimer(t *testing.T) {
 		if st.EphemeralOwner != f.sess.ID() {
 			t.Errorf("timer owner %#x, want the worker's session %#x (ephemeral)", st.EphemeralOwner, f.sess.ID())
 		}
+		// The timer carries the session timeout the server granted, which
+		// readers use to judge it no sooner than the session could expire.
 		want := workerTimer()
 		want.V = protocol.Version
+		want.SessionMillis = f.sess.Timeout().Milliseconds()
+		if want.SessionMillis <= 0 {
+			t.Fatalf("session timeout %v, want a granted one", f.sess.Timeout())
+		}
 		if d != want {
 			t.Errorf("timer data = %+v, want %+v", d, want)
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -255,8 +256,8 @@ func TestProgressTerminal(t *testing.T) {
 
 func TestReportPrint(t *testing.T) {
 	r := master.Report{
-		Root: "/zkdog/run42", Exit: master.ExitLost, Reason: "1 of 5 items lost: their workers vanished without a result",
-		Items: 5, OK: 2, Failed: 1, Stalled: 1, Lost: 1, Retried: 2, Elapsed: 1500 * time.Millisecond,
+		Root: "/zkdog/run42", End: master.EndLost, Exit: 5, Reason: "1 of 5 items lost: their workers vanished without a result",
+		Items: 5, OutcomeCounts: master.OutcomeCounts{OK: 2, Failed: 1, Stalled: 1, Lost: 1}, Retried: 2, Elapsed: 1500 * time.Millisecond,
 		Problems: []master.ItemReport{
 			{Index: 1, Item: "in/b", Outcome: protocol.Failed, Exit: 3, Attempt: 1, ID: "100_2", Host: "node2"},
 			{Index: 2, Item: "in/c", Outcome: protocol.Stalled, Exit: 143, Signal: 15, Attempt: 1, ID: "100_3", Host: "node3", Reason: "no progress for 2m0s"},
@@ -293,7 +294,7 @@ func TestReportPrint(t *testing.T) {
 
 func TestReportPrintExpired(t *testing.T) {
 	r := master.Report{
-		Root: "/zkdog/run42", Exit: master.ExitExpired, Reason: "timer t-0000000007 un-kicked", Items: 2, OK: 1, Missing: 1,
+		Root: "/zkdog/run42", End: master.EndHung, Exit: 3, Reason: "timer t-0000000007 un-kicked", Items: 2, OutcomeCounts: master.OutcomeCounts{OK: 1}, Missing: 1,
 		Expired: []master.TimerReport{
 			{Timer: "t-0000000007", ID: "100_7", Host: "node7", Pid: 4242, Item: 1, Label: "in/b", Age: 125 * time.Second},
 			{Timer: "t-0000000009", ID: "100_9", Host: "node9", Pid: 99, Item: -1, Age: 121 * time.Second},
@@ -469,29 +470,62 @@ func newJob(t *testing.T, srv *zkserver.Server, spec protocol.Job, items ...stri
 	return j
 }
 
-// workerOn is a worker's handle on the job, on a session of its own.
-func workerOn(t *testing.T, srv *zkserver.Server, j *job.Job) (*job.Job, *zk.Conn) {
-	t.Helper()
-	conn := zktest.Connect(t, srv.Addr())
-	return job.New(conn, j.L), conn
+// worker is a worker's handle on the job, on a session of its own, with
+// the timer it takes items under: a lease must name a live timer.
+type worker struct {
+	*job.Job
+	timer string // child name of its timer; "" until it has one
 }
 
-func take(t *testing.T, w *job.Job, id string) job.Claim {
+// workerOn is a worker's handle on the job, on a session of its own.
+func workerOn(t *testing.T, srv *zkserver.Server, j *job.Job) (*worker, *zk.Conn) {
 	t.Helper()
-	spec, _, err := w.Spec()
+	conn := zktest.Connect(t, srv.Addr())
+	return &worker{Job: job.New(conn, j.L)}, conn
+}
+
+// startTimer creates the worker's timer, as a worker does when it starts,
+// and returns its path.
+func (w *worker) startTimer(t *testing.T, data protocol.Timer) string {
+	t.Helper()
+	p, err := w.CreateTimer(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := w.Take(spec, protocol.Lease{ID: id, Host: "node-" + id, Pid: 1})
+	w.timer = path.Base(p)
+	return p
+}
+
+// exit deletes the worker's timer, as a worker does when it exits: the
+// master waits for every timer to go.
+func (w *worker) exit(t *testing.T) {
+	t.Helper()
+	if err := w.DeleteTimer(w.timer); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// take leases an item under the worker's timer, which it creates first if
+// it has none yet.
+func take(t *testing.T, w *worker, id string) job.Claim {
+	t.Helper()
+	if w.timer == "" {
+		w.startTimer(t, protocol.Timer{ID: id, Host: "node-" + id, Pid: 1})
+	}
+	spec, err := w.Spec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := w.Take(t.Context(), spec, protocol.Lease{Timer: w.timer, ID: id, Host: "node-" + id, Pid: 1})
 	if err != nil {
 		t.Fatalf("worker %s taking an item: %v", id, err)
 	}
 	return c
 }
 
-func record(t *testing.T, w *job.Job, c job.Claim, o protocol.Outcome, exit int, id string) {
+func record(t *testing.T, w *worker, c job.Claim, o protocol.Outcome, exit int, id string) {
 	t.Helper()
-	if err := w.Record(c, protocol.Result{Outcome: o, Exit: exit, ID: id, Host: "node-" + id, Reason: fmt.Sprintf("exit %d", exit)}); err != nil {
+	if err := w.Record(t.Context(), c, protocol.Result{Outcome: o, Exit: exit, ID: id, Host: "node-" + id, Reason: fmt.Sprintf("exit %d", exit)}); err != nil {
 		t.Fatalf("worker %s recording item %d: %v", id, c.Index, err)
 	}
 }
@@ -521,9 +555,10 @@ func TestWait(t *testing.T) {
 			}
 			record(t, wj, c, protocol.OK, 0, "w1")
 		}
+		wj.exit(t)
 		r := w.result(t)
-		if r.Exit != master.ExitOK || r.OK != 3 || r.Failed+r.Stalled+r.Lost+r.Missing != 0 || len(r.Problems) != 0 {
-			t.Errorf("report = %+v, want exit 0 with 3 ok", r)
+		if r.End != master.EndOK || r.OK != 3 || r.Failed+r.Stalled+r.Lost+r.Missing != 0 || len(r.Problems) != 0 {
+			t.Errorf("report = %+v, want end ok with 3 ok", r)
 		}
 		if r.Root != j.L.Root || r.Items != 3 || !strings.Contains(r.Reason, "all 3 items done") {
 			t.Errorf("report = %+v, want root %s, 3 items, reason all done", r, j.L.Root)
@@ -545,9 +580,10 @@ func TestWait(t *testing.T) {
 				record(t, wj, c, protocol.OK, 0, "w1")
 			}
 		}
+		wj.exit(t)
 		r := w.result(t)
-		if r.Exit != master.ExitFailed || r.OK != 2 || r.Failed != 1 {
-			t.Fatalf("report = %+v, want exit %d with 2 ok and 1 failed", r, master.ExitFailed)
+		if r.End != master.EndFailed || r.OK != 2 || r.Failed != 1 {
+			t.Fatalf("report = %+v, want end %s with 2 ok and 1 failed", r, master.EndFailed)
 		}
 		if len(r.Problems) != 1 {
 			t.Fatalf("problems = %+v, want item 1", r.Problems)
@@ -578,9 +614,10 @@ func TestWait(t *testing.T) {
 		for range 2 {
 			record(t, wj, take(t, wj, "w1"), protocol.OK, 0, "w1")
 		}
+		wj.exit(t)
 		r := w.result(t)
-		if r.Exit != master.ExitLost || r.Lost != 1 || r.OK != 2 || r.Retried != 0 {
-			t.Fatalf("report = %+v, want exit %d with item %d lost", r, master.ExitLost, c.Index)
+		if r.End != master.EndLost || r.Lost != 1 || r.OK != 2 || r.Retried != 0 {
+			t.Fatalf("report = %+v, want end %s with item %d lost", r, master.EndLost, c.Index)
 		}
 		if len(r.Problems) != 1 || r.Problems[0].Index != c.Index || r.Problems[0].Outcome != protocol.Lost || r.Problems[0].Item != "a" {
 			t.Errorf("problems = %+v, want item %d \"a\" lost", r.Problems, c.Index)
@@ -606,10 +643,11 @@ func TestWait(t *testing.T) {
 		doomedConn.Close()
 
 		// The item comes back on the retry list, its next turn charged once.
+		raw := zktest.Connect(t, srv.Addr())
 		want := protocol.Turn{Index: c.Index, Attempt: 2, Charged: 1}.Name()
 		deadline := time.Now().Add(hangGuard)
 		for {
-			kids, _, ch, err := j.Conn().ChildrenW(j.L.Retry())
+			kids, _, ch, err := raw.ChildrenW(j.L.Retry())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -631,9 +669,10 @@ func TestWait(t *testing.T) {
 		for range 3 {
 			record(t, wj, take(t, wj, "w1"), protocol.OK, 0, "w1")
 		}
+		wj.exit(t)
 		r := w.result(t)
-		if r.Exit != master.ExitOK || r.OK != 3 || r.Lost != 0 || r.Retried != 1 {
-			t.Fatalf("report = %+v, want exit 0, 3 ok, 1 retried", r)
+		if r.End != master.EndOK || r.OK != 3 || r.Lost != 0 || r.Retried != 1 {
+			t.Fatalf("report = %+v, want end ok, 3 ok, 1 retried", r)
 		}
 		res, item, err := j.ResultOf(job.Outcome{Index: c.Index, Outcome: protocol.OK})
 		if err != nil || res.Attempt != 2 || string(item) != "a" {
@@ -643,9 +682,9 @@ func TestWait(t *testing.T) {
 
 	t.Run("vanished lease is charged", func(t *testing.T) {
 		// The master saw the lease, so the item ran: with no retries its
-		// worker vanishing makes it lost. Fast polls let the sweep, which
-		// treats every first attempt as never run, get there before the
-		// rate-limited re-read of the leases.
+		// worker vanishing makes it lost. Fast polls let the sweep get
+		// there before the rate-limited re-read of the leases; the item's
+		// version says its turn was leased, so the sweep charges it too.
 		t.Parallel()
 		j := newJob(t, srv, protocol.Job{TimerMillis: 60_000, Retries: 0}, "a")
 		w := startWait(t, j, master.WaitConfig{Poll: 2 * time.Millisecond})
@@ -654,20 +693,24 @@ func TestWait(t *testing.T) {
 		take(t, doomed, "doomed")
 		w.statuses.waitFor(t, "the lease", func(s master.Status) bool { return s.Running == 1 })
 		doomedConn.Close()
-		uncharged := protocol.Turn{Index: 0, Attempt: 2, Charged: 0}.Name()
+		raw := zktest.Connect(t, srv.Addr())
 		guard := time.After(hangGuard)
 		for {
-			kids, _, ch, err := j.Conn().ChildrenW(j.L.Retry())
+			kids, _, ch, err := raw.ChildrenW(j.L.Retry())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if slices.Contains(kids, uncharged) {
-				t.Fatalf("the item was handed out again uncharged (%s), though the master saw its lease and the job allows no retries", uncharged)
+			// Uncharged is the same turn offered again (0-1-0) or a next
+			// one that costs nothing (0-2-0).
+			for _, k := range kids {
+				if turn, err := protocol.ParseTurn(k); err == nil && turn.Index == 0 && turn.Charged == 0 {
+					t.Fatalf("the item was handed out again uncharged (%s), though the master saw its lease and the job allows no retries", k)
+				}
 			}
 			select {
 			case r := <-w.res:
-				if r.err != nil || r.r.Exit != master.ExitLost || r.r.Lost != 1 {
-					t.Errorf("Wait = %+v, %v; want exit %d with the item lost", r.r, r.err, master.ExitLost)
+				if r.err != nil || r.r.End != master.EndLost || r.r.Lost != 1 {
+					t.Errorf("Wait = %+v, %v; want end %s with the item lost", r.r, r.err, master.EndLost)
 				}
 				return
 			case <-ch:
@@ -681,8 +724,9 @@ func TestWait(t *testing.T) {
 		t.Parallel()
 		// A worker's ticket reply lost to a connection drop (a leader
 		// election): the item was handed out but nobody leased it. The
-		// master's sweep hands it out again without a charge, so even with
-		// no retries it is not lost.
+		// master's sweep offers the same turn again (protocol version 2:
+		// a turn never leased keeps its number), without a charge, so even
+		// with no retries it is not lost.
 		j := newJob(t, srv, protocol.Job{TimerMillis: 60_000, Retries: 0}, "a")
 		w := startWait(t, j, master.WaitConfig{})
 		w.following(t)
@@ -690,7 +734,7 @@ func TestWait(t *testing.T) {
 		if _, err := wconn.Set(j.L.Cursor(), nil, -1); err != nil { // the ticket
 			t.Fatal(err)
 		}
-		want := protocol.Turn{Index: 0, Attempt: 2, Charged: 0}.Name()
+		want := protocol.Turn{Index: 0, Attempt: 1, Charged: 0}.Name()
 		deadline := time.Now().Add(hangGuard)
 		for {
 			kids, _, ch, err := wconn.ChildrenW(j.L.Retry())
@@ -710,20 +754,22 @@ func TestWait(t *testing.T) {
 			}
 		}
 		c := take(t, wj, "w1")
-		if c.Turn != (protocol.Turn{Index: 0, Attempt: 2, Charged: 0}) {
-			t.Errorf("took %+v, want item 0 attempt 2, uncharged", c.Turn)
+		if c.Turn != (protocol.Turn{Index: 0, Attempt: 1, Charged: 0}) {
+			t.Errorf("took %+v, want item 0 attempt 1, uncharged", c.Turn)
 		}
 		record(t, wj, c, protocol.OK, 0, "w1")
+		wj.exit(t)
 		r := w.result(t)
-		if r.Exit != master.ExitOK || r.OK != 1 || r.Lost != 0 || r.Retried != 0 {
-			t.Errorf("report = %+v, want exit 0, 1 ok, nothing lost or charged", r)
+		if r.End != master.EndOK || r.OK != 1 || r.Lost != 0 || r.Retried != 0 {
+			t.Errorf("report = %+v, want end ok, 1 ok, nothing lost or charged", r)
 		}
 	})
 
 	t.Run("item given back unstarted", func(t *testing.T) {
 		// docs/protocol.md: a worker that stops before it started the
-		// command gives the item back (job.Release) on the retry list with
-		// the same attempt; no attempt was made, so nothing is charged.
+		// command gives the item back (job.Release) on the retry list; in
+		// protocol version 2 as a new turn (attempt 2) with the same
+		// charge: no attempt was made, so nothing is charged.
 		t.Parallel()
 		j := newJob(t, srv, protocol.Job{TimerMillis: 60_000, Retries: 0}, "a")
 		w := startWait(t, j, master.WaitConfig{Poll: vanishPoll})
@@ -731,7 +777,7 @@ func TestWait(t *testing.T) {
 		first, _ := workerOn(t, srv, j)
 		c := take(t, first, "w1")
 		w.statuses.waitFor(t, "the lease", func(s master.Status) bool { return s.Running == 1 })
-		if err := first.Release(c); err != nil {
+		if err := first.Release(t.Context(), c); err != nil {
 			t.Fatal(err)
 		}
 		w.statuses.waitFor(t, "the lease gone", func(s master.Status) bool { return s.Running == 0 })
@@ -741,13 +787,15 @@ func TestWait(t *testing.T) {
 		w.statuses.waitUntil(2*vanishPoll+master.MinPoll, func(s master.Status) bool { return s.Retried > 0 || s.Done > 0 })
 		second, _ := workerOn(t, srv, j)
 		c2 := take(t, second, "w2")
-		if c2.Index != 0 || c2.Attempt != 1 {
-			t.Errorf("took %+v, want item 0 again on attempt 1", c2.Turn)
+		if c2.Turn != (protocol.Turn{Index: 0, Attempt: 2, Charged: 0}) {
+			t.Errorf("took %+v, want item 0 again on attempt 2, uncharged", c2.Turn)
 		}
 		record(t, second, c2, protocol.OK, 0, "w2")
+		first.exit(t)
+		second.exit(t)
 		r := w.result(t)
-		if r.Exit != master.ExitOK || r.OK != 1 || r.Lost != 0 || r.Retried != 0 {
-			t.Errorf("report = %+v, want exit 0, 1 ok, nothing lost or charged", r)
+		if r.End != master.EndOK || r.OK != 1 || r.Lost != 0 || r.Retried != 0 {
+			t.Errorf("report = %+v, want end ok, 1 ok, nothing lost or charged", r)
 		}
 	})
 
@@ -756,13 +804,13 @@ func TestWait(t *testing.T) {
 		j := newJob(t, srv, protocol.Job{TimerMillis: 60_000, Sync: true}, "a")
 		w := startWait(t, j, master.WaitConfig{SyncTimeout: 200 * time.Millisecond})
 		r := w.result(t)
-		if r.Exit != master.ExitSyncTimeout {
-			t.Fatalf("report = %+v, want exit %d", r, master.ExitSyncTimeout)
+		if r.End != master.EndSyncTimeout {
+			t.Fatalf("report = %+v, want end %s", r, master.EndSyncTimeout)
 		}
 		if !strings.Contains(r.Reason, "no worker started within 200ms") {
 			t.Errorf("reason %q, want it to say no worker started within 200ms", r.Reason)
 		}
-		if ok, _, err := j.Conn().Exists(j.L.Sync()); !ok || err != nil {
+		if ok, _, err := zktest.Connect(t, srv.Addr()).Exists(j.L.Sync()); !ok || err != nil {
 			t.Errorf("the barrier is gone (%v) though no worker came", err)
 		}
 	})
@@ -776,8 +824,9 @@ func TestWait(t *testing.T) {
 			t.Fatal(err)
 		}
 		record(t, wj, take(t, wj, "w1"), protocol.OK, 0, "w1")
-		if r := w.result(t); r.Exit != master.ExitOK || r.OK != 1 {
-			t.Errorf("report = %+v, want exit 0 once the barrier was released and the item done", r)
+		wj.exit(t)
+		if r := w.result(t); r.End != master.EndOK || r.OK != 1 {
+			t.Errorf("report = %+v, want end ok once the barrier was released and the item done", r)
 		}
 	})
 
@@ -785,24 +834,21 @@ func TestWait(t *testing.T) {
 		t.Parallel()
 		j := newJob(t, srv, protocol.Job{TimerMillis: 300}, "a", "b")
 		wj, _ := workerOn(t, srv, j)
-		tp, err := wj.CreateTimer(protocol.Timer{ID: "100_7", Host: "node7", Pid: 4242})
-		if err != nil {
-			t.Fatal(err)
-		}
+		tp := wj.startTimer(t, protocol.Timer{ID: "100_7", Host: "node7", Pid: 4242})
 		name := path.Base(tp)
 		// The worker is on item 0; its lease names its timer.
-		spec, _, err := wj.Spec()
+		spec, err := wj.Spec()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := wj.Take(spec, protocol.Lease{Timer: name, ID: "100_7", Host: "node7", Pid: 4242}); err != nil {
+		if _, err := wj.Take(t.Context(), spec, protocol.Lease{Timer: name, ID: "100_7", Host: "node7", Pid: 4242}); err != nil {
 			t.Fatal(err)
 		}
 		w := startWait(t, j, master.WaitConfig{Poll: master.MinPoll})
 		// Nobody kicks it.
 		r := w.result(t)
-		if r.Exit != master.ExitExpired {
-			t.Fatalf("report = %+v, want exit %d", r, master.ExitExpired)
+		if r.End != master.EndHung {
+			t.Fatalf("report = %+v, want end %s", r, master.EndHung)
 		}
 		if len(r.Expired) != 1 {
 			t.Fatalf("expired timers = %+v, want %s", r.Expired, name)
@@ -841,10 +887,7 @@ func TestWait(t *testing.T) {
 		const limit = time.Second
 		j := newJob(t, srv, protocol.Job{TimerMillis: limit.Milliseconds()}, "a")
 		wj, wconn := workerOn(t, srv, j)
-		tp, err := wj.CreateTimer(protocol.Timer{ID: "100_1"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		tp := wj.startTimer(t, protocol.Timer{ID: "100_1"})
 		w := startWait(t, j, master.WaitConfig{})
 		w.following(t)
 		c := take(t, wj, "w1")
@@ -875,8 +918,8 @@ func TestWait(t *testing.T) {
 		if err := wconn.Delete(tp, -1); err != nil { // the worker exits
 			t.Fatal(err)
 		}
-		if r := w.result(t); r.Exit != master.ExitOK {
-			t.Errorf("report = %+v, want exit 0", r)
+		if r := w.result(t); r.End != master.EndOK {
+			t.Errorf("report = %+v, want end ok", r)
 		}
 		if _, aborted, _ := j.AbortReason(); aborted {
 			t.Error("the job was aborted")
@@ -886,11 +929,8 @@ func TestWait(t *testing.T) {
 	t.Run("waits for the workers to exit", func(t *testing.T) {
 		t.Parallel()
 		j := newJob(t, srv, long, "a")
-		wj, _ := workerOn(t, srv, j)
-		tp, err := wj.CreateTimer(protocol.Timer{ID: "100_1"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		wj, wconn := workerOn(t, srv, j)
+		tp := wj.startTimer(t, protocol.Timer{ID: "100_1"})
 		w := startWait(t, j, master.WaitConfig{})
 		w.following(t)
 		record(t, wj, take(t, wj, "w1"), protocol.OK, 0, "w1")
@@ -900,11 +940,11 @@ func TestWait(t *testing.T) {
 		// following reports again (at the next poll), one that returned
 		// never does.
 		w.polled(t, 2)
-		if err := wj.Conn().Delete(tp, -1); err != nil {
+		if err := wconn.Delete(tp, -1); err != nil {
 			t.Fatal(err)
 		}
-		if r := w.result(t); r.Exit != master.ExitOK || r.OK != 1 {
-			t.Errorf("report = %+v, want exit 0", r)
+		if r := w.result(t); r.End != master.EndOK || r.OK != 1 {
+			t.Errorf("report = %+v, want end ok", r)
 		}
 	})
 
@@ -920,8 +960,8 @@ func TestWait(t *testing.T) {
 		w.statuses.waitFor(t, "the worker", func(s master.Status) bool { return s.Timers == 1 })
 		wconn.Close() // the worker's session ends, and its timer with it
 		r := w.result(t)
-		if r.Exit != master.ExitOK || r.Items != 0 || !strings.Contains(r.Reason, "every worker finished") {
-			t.Errorf("report = %+v, want exit 0: every worker finished", r)
+		if r.End != master.EndOK || r.Items != 0 || !strings.Contains(r.Reason, "every worker finished") {
+			t.Errorf("report = %+v, want end ok: every worker finished", r)
 		}
 	})
 
@@ -940,8 +980,44 @@ func TestWait(t *testing.T) {
 		case <-time.After(hangGuard):
 			t.Fatalf("Wait has not returned %v after its job was removed", hangGuard)
 		}
-		if !errors.Is(res.err, job.ErrNoJob) || res.r.Exit != master.ExitZooKeeper {
-			t.Errorf("Wait = %+v, %v; want exit %d and job.ErrNoJob", res.r, res.err, master.ExitZooKeeper)
+		// Removal deletes the children first, so the master may see the
+		// job wholly or partly gone; either way it says it was removed.
+		if !errors.Is(res.err, master.ErrRemoved) || !reflect.DeepEqual(res.r, master.Report{}) {
+			t.Errorf("Wait = %+v, %v; want an empty report and master.ErrRemoved", res.r, res.err)
+		}
+		if !errors.Is(res.err, job.ErrNoJob) && !errors.Is(res.err, job.ErrIncomplete) {
+			t.Errorf("Wait = %v; want it to say the job is gone (job.ErrNoJob or job.ErrIncomplete)", res.err)
+		}
+	})
+
+	t.Run("aborted job", func(t *testing.T) {
+		t.Parallel()
+		// A job aborted before the master came ends at once: its workers
+		// stop, so waiting for them would wait for ever.
+		j := newJob(t, srv, long, "a")
+		if err := j.Abort("operator said so"); err != nil {
+			t.Fatal(err)
+		}
+		r := startWait(t, j, master.WaitConfig{}).result(t)
+		if r.End != master.EndHung || !strings.Contains(r.Reason, "aborted") || !strings.Contains(r.Reason, "operator said so") {
+			t.Errorf("report = %+v, want end %s naming the abort's reason", r, master.EndHung)
+		}
+	})
+
+	t.Run("aborted while waiting", func(t *testing.T) {
+		t.Parallel()
+		j := newJob(t, srv, long, "a")
+		w := startWait(t, j, master.WaitConfig{})
+		w.following(t)
+		wj, _ := workerOn(t, srv, j)
+		take(t, wj, "w1")
+		w.statuses.waitFor(t, "the lease", func(s master.Status) bool { return s.Running == 1 })
+		if err := wj.Abort("another master gave up"); err != nil {
+			t.Fatal(err)
+		}
+		r := w.result(t)
+		if r.End != master.EndHung || !strings.Contains(r.Reason, "another master gave up") || r.Missing != 1 {
+			t.Errorf("report = %+v, want end %s naming the abort's reason, 1 item without result", r, master.EndHung)
 		}
 	})
 
@@ -973,7 +1049,7 @@ func TestWait(t *testing.T) {
 			t.Fatalf("Wait has not returned %v after its context was cancelled", hangGuard)
 		}
 		// An interrupted master leaves the job for its workers.
-		if _, _, err := j.Spec(); err != nil {
+		if _, err := j.Spec(); err != nil {
 			t.Errorf("the job is gone after an interrupted Wait: %v", err)
 		}
 	})
@@ -987,7 +1063,7 @@ func TestCreate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec, _, err := j.Spec()
+	spec, err := j.Spec()
 	if err != nil {
 		t.Fatal(err)
 	}

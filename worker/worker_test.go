@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path"
 	"slices"
 	"sync"
 	"testing"
@@ -67,7 +68,7 @@ func TestConsume(t *testing.T) {
 		}
 		wj := job.New(zktest.Connect(t, srv.Addr()), l)
 		for i, want := range []string{"a", "b", "c"} {
-			c, err := worker.Consume(wj, "script-1")
+			c, err := worker.Consume(t.Context(), wj, "script-1")
 			if err != nil {
 				t.Fatalf("Consume #%d: %v", i+1, err)
 			}
@@ -75,13 +76,14 @@ func TestConsume(t *testing.T) {
 				t.Errorf("Consume #%d = item %d %q attempt %d, want item %d %q attempt 1", i+1, c.Index, c.Data, c.Attempt, i, want)
 			}
 		}
-		if _, err := worker.Consume(wj, "script-1"); !errors.Is(err, job.ErrEmpty) {
+		if _, err := worker.Consume(t.Context(), wj, "script-1"); !errors.Is(err, job.ErrEmpty) {
 			t.Errorf("Consume on an empty queue = %v, want job.ErrEmpty", err)
 		}
 
 		// Each item is recorded done, ok, in the consumer's name, and no
-		// lease is left: the master will not hand any out again.
-		spec, _, err := mj.Spec()
+		// lease is left: the master will not hand any out again. Nor is the
+		// timer each Consume holds while it takes its item.
+		spec, err := mj.Spec()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -89,8 +91,8 @@ func TestConsume(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if counts.Done != 3 || counts.Failed != 0 || counts.Leased != 0 || counts.Queued() != 0 {
-			t.Errorf("counts after consuming everything = %+v, want 3 done, none leased or queued", counts)
+		if counts.Done != 3 || counts.Failed != 0 || counts.Leased != 0 || counts.Queued() != 0 || counts.Timers != 0 {
+			t.Errorf("counts after consuming everything = %+v, want 3 done, none leased or queued, no timer left", counts)
 		}
 		outcomes, err := mj.Outcomes(spec)
 		if err != nil {
@@ -111,7 +113,7 @@ func TestConsume(t *testing.T) {
 
 	t.Run("no job", func(t *testing.T) {
 		wj := job.New(zktest.Connect(t, srv.Addr()), protocol.Layout{Root: "/worker/none"})
-		if _, err := worker.Consume(wj, "script-1"); !errors.Is(err, job.ErrNoJob) {
+		if _, err := worker.Consume(t.Context(), wj, "script-1"); !errors.Is(err, job.ErrNoJob) {
 			t.Errorf("Consume without a job = %v, want job.ErrNoJob", err)
 		}
 	})
@@ -119,7 +121,7 @@ func TestConsume(t *testing.T) {
 
 // TestRunUntilDoneAfterGiveBack: a worker stopped by a signal between
 // taking an item and starting on it gives the item back (job.Release, see
-// runOne). A pool of `zkdog run --loop --until-done` workers must still
+// drain); in protocol version 2 as a new turn with the same charge. A pool of `zkdog run --loop --until-done` workers must still
 // finish the job, and every worker exit, once every item has a result.
 func TestRunUntilDoneAfterGiveBack(t *testing.T) {
 	srv := zktest.Standalone(t, zktest.WithTickTime(100*time.Millisecond))
@@ -175,17 +177,27 @@ func TestRunUntilDoneAfterGiveBack(t *testing.T) {
 	}
 
 	// A worker takes item 0 and is stopped before it starts the command.
-	stopped := job.New(zktest.Connect(t, srv.Addr()), l)
-	spec, _, err := stopped.Spec()
+	stoppedConn := zktest.Connect(t, srv.Addr())
+	stopped := job.New(stoppedConn, l)
+	spec, err := stopped.Spec()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := stopped.Take(spec, protocol.Lease{ID: "stopped"})
+	tp, err := stopped.CreateTimer(protocol.Timer{ID: "stopped"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	timer := path.Base(tp)
+	c, err := stopped.Take(t.Context(), spec, protocol.Lease{Timer: timer, ID: "stopped"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	await("lease seen by the master", func() bool { return seen(func(s master.Status) bool { return s.Running == 1 }) })
-	if err := stopped.Release(c); err != nil {
+	if err := stopped.Release(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	// The stopped worker exits.
+	if err := stopped.DeleteTimer(timer); err != nil {
 		t.Fatal(err)
 	}
 	await("lease gone for the master", func() bool { return seen(func(s master.Status) bool { return s.Running == 0 }) })
@@ -209,31 +221,36 @@ func TestRunUntilDoneAfterGiveBack(t *testing.T) {
 	}
 	t.Cleanup(sess.Close)
 	type runResult struct {
-		code int
-		err  error
+		res worker.Result
+		err error
 	}
 	wres := make(chan runResult, 1)
 	go func() {
-		code, err := worker.Run(ctx, sess, job.New(sess.Conn(), l), worker.Config{
+		res, err := worker.Run(ctx, sess, job.New(sess.Conn(), l), worker.Config{
 			Command: []string{"true"}, Loop: true, UntilDone: true, ID: "pool-1",
 			Stdout: io.Discard, Stderr: io.Discard,
 		})
-		wres <- runResult{code, err}
+		wres <- runResult{res, err}
 	}()
 	select {
 	case r := <-wres:
-		if r.code != 0 || r.err != nil {
-			t.Errorf("zkdog run --loop --until-done = %d, %v; want 0", r.code, r.err)
+		// Both items: b fresh, then a, given back, from the retry list.
+		if r.res.Status != 0 || r.res.Ran != 2 || r.err != nil {
+			t.Errorf("zkdog run --loop --until-done = %+v, %v; want status 0 after running 2 commands", r.res, r.err)
 		}
 	case <-time.After(hangGuard):
-		retry, _, _ := mj.Conn().Children(l.Retry())
+		retry, _, _ := stoppedConn.Children(l.Retry())
 		counts, _ := mj.Counts(spec)
 		t.Fatalf("zkdog run --loop --until-done still running %v later; retry list %q, %d of 2 items done", hangGuard, retry, counts.Done)
 	}
 	select {
 	case r := <-mres:
-		if r.err != nil || r.r.Exit != master.ExitOK || r.r.OK != 2 {
-			t.Errorf("master = %+v, %v; want exit 0 with 2 ok", r.r, r.err)
+		if r.err != nil || r.r.End != master.EndOK || r.r.OK != 2 || r.r.Retried != 0 {
+			t.Errorf("master = %+v, %v; want end ok with 2 ok, none charged", r.r, r.err)
+		}
+		// The item given back ran on its next turn, uncharged.
+		if res, item, err := mj.ResultOf(job.Outcome{Index: c.Index, Outcome: protocol.OK}); err != nil || res.Attempt != c.Attempt+1 || string(item) != "a" {
+			t.Errorf("result of the item given back = %+v, %q, %v; want attempt %d of \"a\"", res, item, err, c.Attempt+1)
 		}
 	case <-time.After(hangGuard):
 		t.Fatalf("the master still waiting %v after the worker exited", hangGuard)

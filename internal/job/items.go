@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 
@@ -136,7 +137,7 @@ func (j *Job) claim(ctx context.Context, t protocol.Turn, lease protocol.Lease, 
 			}
 			repeated = true
 			if err := pause(ctx); err != nil {
-				return Claim{}, fmt.Errorf("job: leasing item %d: %w", t.Index, err)
+				return j.lastLook(c, err)
 			}
 		case errors.Is(err, zk.ErrBadVersion), errors.Is(err, zk.ErrNodeExists), errors.Is(err, zk.ErrNoNode):
 			return Claim{}, errTaken
@@ -144,6 +145,24 @@ func (j *Job) claim(ctx context.Context, t protocol.Turn, lease protocol.Lease, 
 			return Claim{}, fmt.Errorf("job: leasing item %d: %w", t.Index, err)
 		}
 	}
+}
+
+// lastLookPatience bounds the final ownership check of a lease whose
+// transaction's fate is unknown when the caller gives up: long enough to
+// ride out a leader election, short enough not to hold up a stop.
+const lastLookPatience = 5 * time.Second
+
+// lastLook is claim giving up (ctx done) on a lease whose transaction may
+// have been applied: one more look, past ctx, so that a lease held is
+// returned (the caller gives it back) rather than left with nobody to
+// work on it.
+func (j *Job) lastLook(c Claim, cause error) (Claim, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), lastLookPatience)
+	defer cancel()
+	if owned, err := j.ownsLease(ctx, c.Turn); err == nil && owned {
+		return c, nil
+	}
+	return Claim{}, fmt.Errorf("job: leasing item %d: %w", c.Index, cause)
 }
 
 // dropStale deletes a retry entry whose turn the item has moved past (it

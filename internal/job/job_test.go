@@ -3,6 +3,7 @@ package job_test
 import (
 	"errors"
 	"fmt"
+	"path"
 	"sync"
 	"testing"
 	"time"
@@ -33,6 +34,39 @@ func items(n int) [][]byte {
 
 func spec() protocol.Job { return protocol.Job{TimerMillis: 5000} }
 
+// workerLease creates a live timer for a worker on j's session, as every
+// worker does before it takes items, and returns the lease naming it.
+func workerLease(t *testing.T, j *job.Job, id string) protocol.Lease {
+	t.Helper()
+	p, err := j.CreateTimer(protocol.Timer{ID: id, Host: "h", Pid: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir := path.Dir(p); dir != j.L.Timers() {
+		t.Fatalf("CreateTimer returned %s, want a path in %s", p, j.L.Timers())
+	}
+	return protocol.Lease{Timer: path.Base(p), ID: id, Host: "h", Pid: 1}
+}
+
+// itemVersion reads item index's data version directly.
+func itemVersion(t *testing.T, conn *zk.Conn, j *job.Job, index int) int32 {
+	t.Helper()
+	_, st, err := conn.Exists(j.L.Item(index))
+	if err != nil || st == nil {
+		t.Fatalf("reading item %d: %v", index, err)
+	}
+	return st.Version
+}
+
+func hasResult(t *testing.T, j *job.Job, index int) bool {
+	t.Helper()
+	done, err := j.Finished(protocol.Bucket(index))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return done[index]
+}
+
 func TestJobLifecycle(t *testing.T) {
 	srv := zktest.Standalone(t)
 	conn := zktest.Connect(t, srv.Addr())
@@ -42,7 +76,7 @@ func TestJobLifecycle(t *testing.T) {
 	if err := j.Create(spec(), items(n)); err != nil {
 		t.Fatal(err)
 	}
-	s, _, err := j.Spec()
+	s, err := j.Spec()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,11 +95,12 @@ func TestJobLifecycle(t *testing.T) {
 	)
 	for w := range 4 {
 		wj := newJob(t, zktest.Connect(t, srv.Addr()), "/batch/lifecycle")
+		lease := workerLease(t, wj, fmt.Sprint(w))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
-				c, err := wj.Take(s, protocol.Lease{ID: fmt.Sprint(w)})
+				c, err := wj.Take(t.Context(), s, lease)
 				if errors.Is(err, job.ErrEmpty) {
 					return
 				}
@@ -73,14 +108,14 @@ func TestJobLifecycle(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if want := fmt.Sprintf("item-%d", c.Index); string(c.Data) != want || c.Attempt != 1 {
-					t.Errorf("took %q attempt %d at index %d, want %q attempt 1", c.Data, c.Attempt, c.Index, want)
+				if want := fmt.Sprintf("item-%d", c.Index); string(c.Data) != want || c.Attempt != 1 || c.Timer != lease.Timer {
+					t.Errorf("took %q attempt %d at index %d by timer %s, want %q attempt 1 by %s", c.Data, c.Attempt, c.Index, c.Timer, want, lease.Timer)
 				}
 				out := protocol.OK
 				if c.Index%100 == 7 {
 					out = protocol.Failed
 				}
-				if err := wj.Record(c, protocol.Result{Outcome: out, Exit: map[bool]int{true: 0, false: 3}[out == protocol.OK]}); err != nil {
+				if err := wj.Record(t.Context(), c, protocol.Result{Outcome: out, Exit: map[bool]int{true: 0, false: 3}[out == protocol.OK]}); err != nil {
 					t.Error(err)
 				}
 				mu.Lock()
@@ -105,6 +140,9 @@ func TestJobLifecycle(t *testing.T) {
 	wantFailed := 25 // indices ≡ 7 mod 100 below 2500
 	if c.Done != n || c.Failed != wantFailed || c.Queued() != 0 || c.Leased != 0 {
 		t.Fatalf("counts = %+v, want done %d failed %d and nothing queued or leased", c, n, wantFailed)
+	}
+	if c.Timers != 4 || c.Workers != 4 {
+		t.Fatalf("counts = %+v, want 4 live timers and 4 workers counted", c)
 	}
 	outs, err := j.Outcomes(s)
 	if err != nil {
@@ -153,7 +191,7 @@ func TestCreateRefusesExistingJob(t *testing.T) {
 	if !errors.Is(err, job.ErrExists) {
 		t.Fatalf("second Create: %v, want ErrExists", err)
 	}
-	if s, _, _ := j.Spec(); s.Items != 3 {
+	if s, _ := j.Spec(); s.Items != 3 {
 		t.Fatalf("the existing job changed: %+v", s)
 	}
 }
@@ -173,64 +211,202 @@ func TestCreateRejectsTooLargeItemAndLeavesNothing(t *testing.T) {
 
 func TestLeaseLostWithSession(t *testing.T) {
 	srv := zktest.Standalone(t)
-	j := newJob(t, zktest.Connect(t, srv.Addr()), "/lease")
+	conn := zktest.Connect(t, srv.Addr())
+	j := newJob(t, conn, "/lease")
 	if err := j.Create(spec(), items(2)); err != nil {
 		t.Fatal(err)
 	}
-	s, _, _ := j.Spec()
+	s, _ := j.Spec()
 
 	// A worker takes an item, then its session ends (ephemeral lease gone).
-	wconn, _, err := zk.Connect([]string{srv.Addr()}, 10*time.Second, zk.WithLogInfo(false))
+	wconn := zktest.Connect(t, srv.Addr())
+	wj := newJob(t, wconn, "/lease")
+	c, err := wj.Take(t.Context(), s, workerLease(t, wj, "w"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	wj := newJob(t, wconn, "/lease")
-	c := takeWhenConnected(t, wj, s)
+	// Leasing moved the item's version from open to leased.
+	if v := itemVersion(t, conn, j, c.Index); v != protocol.LeasedVersion(1) {
+		t.Fatalf("item version after the lease = %d, want %d", v, protocol.LeasedVersion(1))
+	}
 	wconn.Close()
 
-	if err := j.Record(c, protocol.Result{Outcome: protocol.OK}); !errors.Is(err, job.ErrLeaseLost) {
+	if err := j.Record(t.Context(), c, protocol.Result{Outcome: protocol.OK}); !errors.Is(err, job.ErrLeaseLost) {
 		t.Fatalf("Record after the lease vanished: %v, want ErrLeaseLost", err)
 	}
-	if has, _ := j.HasResult(c.Index); has {
+	if hasResult(t, j, c.Index) {
 		t.Fatal("a result was recorded without the lease")
+	}
+	if a, leased, err := j.ItemTurn(c.Index); err != nil || a != 1 || !leased {
+		t.Fatalf("ItemTurn = %d, %v, %v; want attempt 1, leased", a, leased, err)
 	}
 
 	// Requeued, the item comes back as attempt 2 once the cursor is spent.
 	if err := j.Requeue(c.Turn, 1); err != nil {
 		t.Fatal(err)
 	}
-	other, err := j.Take(s, protocol.Lease{})
+	if a, leased, err := j.ItemTurn(c.Index); err != nil || a != 2 || leased {
+		t.Fatalf("ItemTurn after Requeue = %d, %v, %v; want attempt 2, open", a, leased, err)
+	}
+	// The turn has moved on: requeueing it again is stale.
+	if err := j.Requeue(c.Turn, 1); !errors.Is(err, job.ErrStale) {
+		t.Fatalf("second Requeue of the same turn: %v, want ErrStale", err)
+	}
+	lease := workerLease(t, j, "m")
+	other, err := j.Take(t.Context(), s, lease)
 	if err != nil || other.Index == c.Index {
 		t.Fatalf("Take = %+v, %v; want the untouched item first", other, err)
 	}
-	again, err := j.Take(s, protocol.Lease{})
+	again, err := j.Take(t.Context(), s, lease)
 	if err != nil || again.Index != c.Index || again.Attempt != 2 || again.Charged != 1 {
 		t.Fatalf("Take = %+v, %v; want item %d attempt 2", again, err, c.Index)
 	}
-	if _, err := j.Take(s, protocol.Lease{}); !errors.Is(err, job.ErrEmpty) {
+	if _, err := j.Take(t.Context(), s, lease); !errors.Is(err, job.ErrEmpty) {
 		t.Fatalf("Take on a drained queue: %v, want ErrEmpty", err)
 	}
-	if err := j.Record(again, protocol.Result{Outcome: protocol.OK}); err != nil {
+	if err := j.Record(t.Context(), again, protocol.Result{Outcome: protocol.OK}); err != nil {
 		t.Fatal(err)
 	}
+	if v := itemVersion(t, conn, j, c.Index); v != protocol.OpenVersion(3) {
+		t.Fatalf("item version after the result of attempt 2 = %d, want %d", v, protocol.OpenVersion(3))
+	}
 	// A stale attempt cannot record over the new one.
-	if err := j.Record(c, protocol.Result{Outcome: protocol.OK}); err == nil {
+	if err := j.Record(t.Context(), c, protocol.Result{Outcome: protocol.OK}); err == nil {
 		t.Fatal("the stale attempt recorded a second result")
+	}
+	res, _, err := j.ResultOf(job.Outcome{Index: c.Index, Outcome: protocol.OK})
+	if err != nil || res.Attempt != 2 || res.Timer != lease.Timer {
+		t.Fatalf("result = %+v, %v; want attempt 2 by timer %s", res, err, lease.Timer)
+	}
+	// Nor can a requeue or a lost verdict on the old turn.
+	if err := j.Requeue(c.Turn, 1); !errors.Is(err, job.ErrStale) {
+		t.Fatalf("Requeue after the result: %v, want ErrStale", err)
+	}
+	if err := j.RecordLost(again.Turn, true, "late"); !errors.Is(err, job.ErrStale) {
+		t.Fatalf("RecordLost after the result: %v, want ErrStale", err)
 	}
 }
 
-func takeWhenConnected(t *testing.T, j *job.Job, s protocol.Job) job.Claim {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := j.Take(s, protocol.Lease{})
-		if err == nil {
-			return c
+// TestTakeNeedsLiveTimer: a lease proves its worker's timer; a worker
+// whose timer is gone (its session expired, the job removed) takes
+// nothing, and the item it drew is left open for the master's sweep.
+func TestTakeNeedsLiveTimer(t *testing.T) {
+	srv := zktest.Standalone(t)
+	conn := zktest.Connect(t, srv.Addr())
+	j := newJob(t, conn, "/timerless")
+	if err := j.Create(spec(), items(2)); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := j.Spec()
+	_, err := j.Take(t.Context(), s, protocol.Lease{Timer: "t-9999999999", ID: "w"})
+	if !errors.Is(err, job.ErrTimerLost) {
+		t.Fatalf("Take without a timer: %v, want ErrTimerLost", err)
+	}
+	lease := workerLease(t, j, "w")
+	if err := j.DeleteTimer(lease.Timer); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Take(t.Context(), s, lease); !errors.Is(err, job.ErrTimerLost) {
+		t.Fatalf("Take after the timer was deleted: %v, want ErrTimerLost", err)
+	}
+	c, err := j.Counts(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Leased != 0 || c.Issued != 2 {
+		t.Fatalf("counts = %+v, want both tickets taken and no lease", c)
+	}
+	for i := range 2 {
+		if a, leased, err := j.ItemTurn(i); err != nil || a != 1 || leased {
+			t.Fatalf("ItemTurn(%d) = %d, %v, %v; want attempt 1, never leased", i, a, leased, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond) // the client is still connecting
+	}
+
+	// The master offers a never-leased turn again as it is, free.
+	turn := protocol.Turn{Index: 1, Attempt: 1}
+	if err := j.Reoffer(turn); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Reoffer(turn); !errors.Is(err, job.ErrStale) {
+		t.Fatalf("second Reoffer: %v, want ErrStale", err)
+	}
+	lease = workerLease(t, j, "w2")
+	got, err := j.Take(t.Context(), s, lease)
+	if err != nil || got.Turn != turn || string(got.Data) != "item-1" {
+		t.Fatalf("Take = %+v, %v; want turn %+v", got, err, turn)
+	}
+	if r, err := j.Retries(); err != nil || len(r) != 0 {
+		t.Fatalf("retry list after the take = %v, %v; want it empty", r, err)
+	}
+	// The other one, never leased, is recorded lost without a charge.
+	if err := j.RecordLost(protocol.Turn{Index: 0, Attempt: 1}, false, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if !hasResult(t, j, 0) {
+		t.Fatal("RecordLost left no result")
+	}
+	res, _, err := j.ResultOf(job.Outcome{Index: 0, Outcome: protocol.Lost})
+	if err != nil || res.Exit != -1 || res.Reason != "test" {
+		t.Fatalf("lost result = %+v, %v", res, err)
+	}
+	if cnt, _ := j.Counts(s); cnt.Done != 1 || cnt.Failed != 1 {
+		t.Fatalf("counts after RecordLost = %+v, want one result, failed", cnt)
+	}
+}
+
+// TestReleaseGivesANewTurn: a worker that stops before it starts gives
+// its item back as a new turn with the same charge; the old lease name is
+// never used again.
+func TestReleaseGivesANewTurn(t *testing.T) {
+	srv := zktest.Standalone(t)
+	conn := zktest.Connect(t, srv.Addr())
+	j := newJob(t, conn, "/release")
+	if err := j.Create(spec(), items(1)); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := j.Spec()
+	lease := workerLease(t, j, "w")
+	c, err := j.Take(t.Context(), s, lease)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Release(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	next := protocol.Turn{Index: c.Index, Attempt: c.Attempt + 1, Charged: c.Charged}
+	if r, err := j.Retries(); err != nil || len(r) != 1 || r[0] != next {
+		t.Fatalf("retry list = %v, %v; want [%+v]", r, err, next)
+	}
+	if l, err := j.Leases(); err != nil || len(l) != 0 {
+		t.Fatalf("leases = %v, %v; want none", l, err)
+	}
+	if a, leased, err := j.ItemTurn(c.Index); err != nil || a != 2 || leased {
+		t.Fatalf("ItemTurn = %d, %v, %v; want attempt 2, open", a, leased, err)
+	}
+	// Giving it back twice is refused: the lease is gone.
+	if err := j.Release(t.Context(), c); !errors.Is(err, job.ErrLeaseLost) {
+		t.Fatalf("second Release: %v, want ErrLeaseLost", err)
+	}
+	again, err := j.Take(t.Context(), s, lease)
+	if err != nil || again.Turn != next {
+		t.Fatalf("Take = %+v, %v; want turn %+v", again, err, next)
+	}
+	// Abandoning drops the lease only: the item stays on its leased
+	// turn, for the master to charge as a vanished worker's.
+	if err := j.Abandon(t.Context(), again); err != nil {
+		t.Fatal(err)
+	}
+	if a, leased, err := j.ItemTurn(c.Index); err != nil || a != 2 || !leased {
+		t.Fatalf("ItemTurn after Abandon = %d, %v, %v; want attempt 2, leased", a, leased, err)
+	}
+	if r, _ := j.Retries(); len(r) != 0 {
+		t.Fatalf("retry list after Abandon = %v, want empty", r)
+	}
+	if l, _ := j.Leases(); len(l) != 0 {
+		t.Fatalf("leases after Abandon = %v, want none", l)
+	}
+	if _, err := j.Take(t.Context(), s, lease); !errors.Is(err, job.ErrEmpty) {
+		t.Fatalf("Take after Abandon: %v, want ErrEmpty", err)
 	}
 }
 

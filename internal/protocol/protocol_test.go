@@ -134,6 +134,8 @@ func TestLayoutPaths(t *testing.T) {
 		l.Sync():    "/zkdog/run42/sync",
 		l.Clock():   "/zkdog/run42/clock",
 		l.Abort():   "/zkdog/run42/abort",
+		l.Filler():  "/zkdog/run42/filler",
+		l.Workers(): "/zkdog/run42/workers",
 
 		l.Timer("t-0000000003"): "/zkdog/run42/timers/t-0000000003",
 	} {
@@ -333,27 +335,28 @@ func TestJobRecord(t *testing.T) {
 	}
 	// The field names are the protocol (docs/protocol.md).
 	enc := string(protocol.Encode(j))
-	for _, f := range []string{`"protocol":1`, `"state":"ready"`, `"items":3`, `"timer_ms":1500`, `"retries":2`, `"sync":true`, `"master":"node1:42"`} {
+	for _, f := range []string{`"protocol":` + strconv.Itoa(protocol.Version), `"state":"ready"`, `"items":3`, `"timer_ms":1500`, `"retries":2`, `"sync":true`, `"master":"node1:42"`} {
 		if !strings.Contains(enc, f) {
 			t.Errorf("encoded job %s lacks %s", enc, f)
 		}
 	}
-	// Fields added later within version 1 are ignored.
-	got, err = protocol.DecodeJob([]byte(`{"protocol":1,"state":"filling","items":2,"timer_ms":10,"future":{"x":1}}`))
+	// Fields added later within the version are ignored.
+	got, err = protocol.DecodeJob([]byte(`{"protocol":` + strconv.Itoa(protocol.Version) + `,"state":"filling","items":2,"timer_ms":10,"future":{"x":1}}`))
 	if err != nil || got.State != protocol.StateFilling || got.Items != 2 {
 		t.Errorf("DecodeJob with an unknown field = %+v, %v; want it read", got, err)
 	}
 }
 
 func TestDecodeJobRefuses(t *testing.T) {
-	for _, b := range []string{`{"protocol":2,"state":"ready","items":1}`, `{"protocol":0}`, `{"state":"ready"}`} {
+	// Version 1 (the protocol before this one), a future version, none.
+	for _, b := range []string{`{"protocol":1,"state":"ready","items":1}`, `{"protocol":3,"state":"ready","items":1}`, `{"protocol":0}`, `{"state":"ready"}`} {
 		_, err := protocol.DecodeJob([]byte(b))
 		if !errors.Is(err, protocol.ErrUnknownVersion) || errors.Is(err, protocol.ErrNotAJob) {
 			t.Errorf("DecodeJob(%s) = %v, want ErrUnknownVersion", b, err)
 		}
 	}
-	if _, err := protocol.DecodeJob([]byte(`{"protocol":2}`)); err == nil || !strings.Contains(err.Error(), "2") {
-		t.Errorf("DecodeJob of version 2: %v; want the error to name the version", err)
+	if _, err := protocol.DecodeJob([]byte(`{"protocol":3}`)); err == nil || !strings.Contains(err.Error(), "3") {
+		t.Errorf("DecodeJob of version 3: %v; want the error to name the version", err)
 	}
 	// A parent znode (no data), or someone else's node.
 	for _, b := range []string{"", "hello", "{", "[1,2]", `{"protocol":"one"}`} {
@@ -368,26 +371,27 @@ func TestDecodeJobRefuses(t *testing.T) {
 }
 
 func TestRecords(t *testing.T) {
-	timer := protocol.Timer{V: 1, ID: "100_3", Host: "node7", Pid: 4242, Kicks: 9}
+	v := protocol.Version
+	timer := protocol.Timer{V: v, ID: "100_3", Host: "node7", Pid: 4242, Kicks: 9, SessionMillis: 4000}
 	if got, err := protocol.DecodeTimer(protocol.Encode(timer)); err != nil || got != timer {
 		t.Errorf("DecodeTimer(Encode(%+v)) = %+v, %v", timer, got, err)
 	}
-	lease := protocol.Lease{V: 1, Timer: "t-0000000001", ID: "100_3", Host: "node7", Pid: 4242}
+	lease := protocol.Lease{V: v, Timer: "t-0000000001", ID: "100_3", Host: "node7", Pid: 4242}
 	if got, err := protocol.DecodeLease(protocol.Encode(lease)); err != nil || got != lease {
 		t.Errorf("DecodeLease(Encode(%+v)) = %+v, %v", lease, got, err)
 	}
-	result := protocol.Result{V: 1, Outcome: protocol.Failed, Exit: 137, Signal: 9, DurationMillis: 1234,
+	result := protocol.Result{V: v, Outcome: protocol.Failed, Exit: 137, Signal: 9, DurationMillis: 1234,
 		Attempt: 2, ID: "100_3", Host: "node7", Timer: "t-0000000001", Reason: "killed"}
 	if got, err := protocol.DecodeResult(protocol.Encode(result)); err != nil || got != result {
 		t.Errorf("DecodeResult(Encode(%+v)) = %+v, %v", result, got, err)
 	}
-	abort := protocol.Abort{V: 1, Reason: "timer t-0000000001 un-kicked"}
+	abort := protocol.Abort{V: v, Reason: "timer t-0000000001 un-kicked"}
 	if got, err := protocol.DecodeAbort(protocol.Encode(abort)); err != nil || got != abort {
 		t.Errorf("DecodeAbort(Encode(%+v)) = %+v, %v", abort, got, err)
 	}
 	// Unknown fields are ignored within a version (here: the item fields
 	// timers carried before the lease named its timer, and a new one).
-	if got, err := protocol.DecodeTimer([]byte(`{"v":1,"id":"w","kicks":3,"item":-1,"label":"x","new_field":[1]}`)); err != nil || got.ID != "w" || got.Kicks != 3 {
+	if got, err := protocol.DecodeTimer([]byte(`{"v":` + strconv.Itoa(v) + `,"id":"w","kicks":3,"item":-1,"label":"x","new_field":[1]}`)); err != nil || got.ID != "w" || got.Kicks != 3 {
 		t.Errorf("DecodeTimer with an unknown field = %+v, %v", got, err)
 	}
 }
@@ -400,7 +404,7 @@ func TestDecodeRecordsRefuse(t *testing.T) {
 		"abort":  func(b []byte) error { _, err := protocol.DecodeAbort(b); return err },
 	}
 	for kind, decode := range decoders {
-		for _, b := range []string{`{"v":2}`, `{"v":0}`, `{}`, `{"v":2,"reason":"x","id":"y"}`} {
+		for _, b := range []string{`{"v":1}`, `{"v":3}`, `{"v":0}`, `{}`, `{"v":1,"reason":"x","id":"y"}`, `{"v":3,"reason":"x","id":"y"}`} {
 			if err := decode([]byte(b)); !errors.Is(err, protocol.ErrUnknownVersion) {
 				t.Errorf("decoding a %s from %s: %v, want ErrUnknownVersion", kind, b, err)
 			}
@@ -432,4 +436,51 @@ func unquote(t *testing.T, s string) string {
 		t.Fatalf("unquoting %s: %v", s, err)
 	}
 	return u
+}
+
+// TestTurnVersions: an item's data version says which turn it is on and
+// whether that turn was leased (docs/protocol.md, version 2): 0 while the
+// first turn waits, 1 once it is leased, 2 once it ended and the second
+// waits, and so on.
+func TestTurnVersions(t *testing.T) {
+	for attempt := 1; attempt <= 5; attempt++ {
+		open, leased := protocol.OpenVersion(attempt), protocol.LeasedVersion(attempt)
+		if open != int32(2*(attempt-1)) || leased != open+1 {
+			t.Errorf("attempt %d: open version %d, leased %d; want %d and %d", attempt, open, leased, 2*(attempt-1), 2*attempt-1)
+		}
+		if a, l := protocol.TurnOf(open); a != attempt || l {
+			t.Errorf("TurnOf(%d) = %d, %v; want %d, not leased", open, a, l, attempt)
+		}
+		if a, l := protocol.TurnOf(leased); a != attempt || !l {
+			t.Errorf("TurnOf(%d) = %d, %v; want %d, leased", leased, a, l, attempt)
+		}
+		// Ending a leased turn (a result, a give-back, a requeue) bumps
+		// the version once more: the next turn is open.
+		if next := protocol.OpenVersion(attempt + 1); next != leased+1 {
+			t.Errorf("attempt %d: the next turn opens at %d, want %d", attempt, next, leased+1)
+		}
+	}
+}
+
+// TestTimerLimit: a timer is judged against the job's limit, or twice its
+// worker's session timeout if that is longer.
+func TestTimerLimit(t *testing.T) {
+	for _, c := range []struct {
+		session int64
+		limit   time.Duration
+		want    time.Duration
+	}{
+		{0, time.Second, time.Second},
+		{400, time.Second, time.Second},
+		{500, time.Second, time.Second},
+		{4000, time.Second, 8 * time.Second},
+		{4000, time.Minute, time.Minute},
+	} {
+		if got := (protocol.Timer{SessionMillis: c.session}).Limit(c.limit); got != c.want {
+			t.Errorf("Timer{session %dms}.Limit(%v) = %v, want %v", c.session, c.limit, got, c.want)
+		}
+	}
+	if enc := string(protocol.Encode(protocol.Timer{V: protocol.Version, SessionMillis: 4000})); !strings.Contains(enc, `"session_ms":4000`) {
+		t.Errorf("encoded timer %s lacks session_ms", enc)
+	}
 }
