@@ -78,14 +78,18 @@ type Presence struct {
 // watches the list.
 func (j *Job) WatchTimers() (Presence, Watch, error) {
 	var (
-		p       Presence
-		ch      <-chan zk.Event
-		workers *zk.Stat
+		p  Presence
+		ch <-chan zk.Event
 	)
-	err := parallel(2,
-		func() (err error) { p.Timers, _, ch, err = j.conn.ChildrenW(j.L.Timers()); return },
-		func() (err error) { _, workers, err = j.conn.Exists(j.L.Workers()); return },
-	)
+	// The counter first, then the list: the server answers a session's
+	// requests in order, so every worker counted is listed unless it has
+	// gone already. Read the other way round, a worker arriving between
+	// the two reads would be counted and not listed, and a job without
+	// items would look finished while it runs.
+	_, workers, err := j.conn.Exists(j.L.Workers())
+	if err == nil {
+		p.Timers, _, ch, err = j.conn.ChildrenW(j.L.Timers())
+	}
 	if err == nil && workers == nil {
 		err = zk.ErrNoNode
 	}
