@@ -47,7 +47,8 @@ type Config struct {
 	Output *Counter
 
 	// KillTimeout is the grace period between SIGTERM (or a forwarded
-	// SIGINT) and SIGKILL. Zero means DefaultKillTimeout.
+	// SIGINT) and SIGKILL, unless StopWithin shortens it. Zero means
+	// DefaultKillTimeout.
 	KillTimeout time.Duration
 	// DrainTimeout bounds how long, after the child has exited, Done waits
 	// for the passed-through output to reach end of file. A descendant
@@ -77,6 +78,7 @@ type Config struct {
 type Child struct {
 	cmd          *exec.Cmd
 	pid          int
+	start        uint64 // the leader's start time in /proc (Linux): tells it from a recycled pid
 	killTimeout  time.Duration
 	drainTimeout time.Duration
 	copiers      []*copier
@@ -86,15 +88,20 @@ type Child struct {
 	done chan struct{}
 	exit Exit // written once, before done is closed
 
-	mu       sync.Mutex
-	reaping  bool // the leader is reaped or about to be: its pid is no longer ours to signal
-	stopping bool // Stop was called or SIGTERM/SIGINT relayed
-	killed   bool // the grace period ran out and SIGKILL was sent
-	swept    bool // the group was SIGKILLed after the leader exited
+	// mu may be held while taking the registry's lock (Linux), never the
+	// other way round.
+	mu        sync.Mutex
+	reaping   bool // the leader is reaped or about to be: its pid is no longer ours to signal
+	stopping  bool // Stop was called or SIGTERM/SIGINT relayed
+	killed    bool // the grace period ran out and SIGKILL was sent
+	swept     bool // the tree was SIGKILLed after the leader exited
+	killAt    time.Time
+	killTimer *time.Timer // nil until a stop arms it
 
 	// What stopping and killed were when the leader exited; a Stop that
 	// comes afterwards does not make the exit a stopped one.
 	stoppedAtExit, killedAtExit bool
+	orphansAtExit               bool
 }
 
 // Exit is how the child ended.
@@ -111,9 +118,11 @@ type Exit struct {
 	Stopped bool
 	// Killed: the child outlasted its grace period and zkdog sent SIGKILL.
 	Killed bool
-	// Orphans: other members of the child's process group (background
-	// jobs it started) were still there when it exited by itself; they
-	// were left running. Always false after a stop, which kills them.
+	// Orphans: processes the child started were still running when it
+	// exited by itself: members of its process group (background jobs)
+	// or, on Linux, descendants that left the group (setsid, a daemon's
+	// double fork). They were left running. Always false after a stop,
+	// which kills them.
 	Orphans bool
 	// OutputCut: the passed-through output did not reach end of file
 	// within DrainTimeout (a descendant kept the pipe open) and the rest
@@ -173,30 +182,68 @@ func (e Exit) String() string {
 // a child nobody supervises any more would go on holding its work item
 // while the coordinator hands that item to someone else.
 //
+// On Linux the first Start also makes zkdog a child subreaper
+// (PR_SET_CHILD_SUBREAPER) for the rest of its life: a descendant whose
+// parent exits is re-parented to zkdog instead of init. A stop can then
+// still find, by its parent links, a descendant that left the group
+// (setsid), and zkdog reaps such orphans when they exit; it never reaps a
+// process it did not adopt that way (see reaper_linux.go). A program
+// using this package should not start children of its own with Setsid.
+//
 // Errors satisfy errors.Is(err, ErrNotFound) or ErrNotExecutable when the
 // command cannot be run; see ExitCodeFor.
 func Start(cfg Config) (*Child, error) {
-	if cfg.Path == "" {
-		return nil, fmt.Errorf("%w: empty command name", ErrNotFound)
-	}
-	lookup := cfg.Path
-	if cfg.Dir != "" {
-		fi, err := os.Stat(cfg.Dir)
-		if err != nil {
-			return nil, fmt.Errorf("supervise: working directory: %w", err)
-		}
-		if !fi.IsDir() {
-			return nil, fmt.Errorf("supervise: working directory %s: %w", cfg.Dir, syscall.ENOTDIR)
-		}
-		if strings.ContainsRune(cfg.Path, '/') && !filepath.IsAbs(cfg.Path) {
-			lookup = filepath.Join(cfg.Dir, cfg.Path)
-		}
-	}
-	resolved, err := exec.LookPath(lookup)
+	resolved, err := lookup(cfg)
 	if err != nil {
-		return nil, lookupError(cfg.Path, err)
+		return nil, err
 	}
+	c := newChild(cfg)
+	c.cmd = newCmd(cfg, resolved, c.drainTimeout)
+	parentEnds, err := c.setOutput(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.launch(cfg, parentEnds); err != nil {
+		return nil, startError(cfg.Path, resolved, err)
+	}
+	return c, nil
+}
 
+// lookup resolves cfg.Path as a shell would, or says why it cannot: a bad
+// working directory is zkdog's failure (125), not a missing command.
+func lookup(cfg Config) (string, error) {
+	if cfg.Path == "" {
+		return "", fmt.Errorf("%w: empty command name", ErrNotFound)
+	}
+	path := cfg.Path
+	if cfg.Dir != "" {
+		if err := checkDir(cfg.Dir); err != nil {
+			return "", err
+		}
+		// The child enters Dir before exec, so a relative path is Dir's.
+		if strings.ContainsRune(cfg.Path, '/') && !filepath.IsAbs(cfg.Path) {
+			path = filepath.Join(cfg.Dir, cfg.Path)
+		}
+	}
+	resolved, err := exec.LookPath(path)
+	if err != nil {
+		return "", lookupError(cfg.Path, err)
+	}
+	return resolved, nil
+}
+
+func checkDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("supervise: working directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("supervise: working directory %s: %w", dir, syscall.ENOTDIR)
+	}
+	return nil
+}
+
+func newChild(cfg Config) *Child {
 	c := &Child{
 		killTimeout:  cfg.KillTimeout,
 		drainTimeout: cfg.DrainTimeout,
@@ -209,16 +256,21 @@ func Start(cfg Config) (*Child, error) {
 	if c.drainTimeout <= 0 {
 		c.drainTimeout = DefaultDrainTimeout
 	}
+	return c
+}
 
+// newCmd builds the command but for its stdout and stderr, which are
+// setOutput's.
+func newCmd(cfg Config, resolved string, waitDelay time.Duration) *exec.Cmd {
 	// A path the user spelled out is exec'd as spelled (relative to Dir,
 	// which the child enters first), so a script's $0 is what the user
 	// typed, as under a shell.
-	execPath := resolved
+	path := resolved
 	if strings.ContainsRune(cfg.Path, '/') {
-		execPath = cfg.Path
+		path = cfg.Path
 	}
 	cmd := &exec.Cmd{
-		Path:        execPath,
+		Path:        path,
 		Args:        append([]string{cfg.Path}, cfg.Args...),
 		Env:         cfg.Env,
 		Dir:         cfg.Dir,
@@ -226,13 +278,37 @@ func Start(cfg Config) (*Child, error) {
 		SysProcAttr: sysProcAttr(),
 		// Only stdin can still have an os/exec copying goroutine (for a
 		// non-file Reader); it must not hold Wait up forever either.
-		WaitDelay: c.drainTimeout,
+		WaitDelay: waitDelay,
 	}
 	if cmd.Stdin == nil {
 		cmd.Stdin = os.Stdin
 	}
-	c.cmd = cmd
+	return cmd
+}
 
+// setOutput gives the child its stdout and stderr. It returns our copies
+// of the pipes' write ends, which run closes once the child has its own:
+// while we hold them the pipes never reach EOF.
+func (c *Child) setOutput(cfg Config) ([]*os.File, error) {
+	var ends []*os.File
+	var files [2]*os.File
+	for i, w := range destinations(cfg) {
+		f, err := c.stream(w, cfg.Output, &ends)
+		if err != nil {
+			closeFiles(ends)
+			c.closeReadEnds()
+			return nil, err
+		}
+		files[i] = f
+	}
+	c.cmd.Stdout, c.cmd.Stderr = files[0], files[1]
+	return ends, nil
+}
+
+// destinations returns where stdout and stderr go. One writer for both is
+// shared by two copiers, which must then take turns, unless it is a file
+// the child writes to itself.
+func destinations(cfg Config) [2]io.Writer {
 	stdout, stderr := cfg.Stdout, cfg.Stderr
 	if stdout == nil {
 		stdout = os.Stdout
@@ -243,39 +319,34 @@ func Start(cfg Config) (*Child, error) {
 	if sameWriter(stdout, stderr) {
 		if _, isFile := stdout.(*os.File); !isFile || cfg.Output != nil {
 			lw := &lockedWriter{w: stdout}
-			stdout, stderr = lw, lw
+			return [2]io.Writer{lw, lw}
 		}
 	}
-	var parentEnds []*os.File // our copies of the pipes' write ends
-	closeAll := func() {
-		for _, f := range parentEnds {
-			f.Close()
-		}
-		for _, cp := range c.copiers {
-			cp.r.Close()
-		}
-	}
-	stream := func(w io.Writer) (*os.File, error) {
-		if f, ok := w.(*os.File); ok && cfg.Output == nil {
-			return f, nil
-		}
-		r, pw, err := os.Pipe()
-		if err != nil {
-			return nil, fmt.Errorf("supervise: output pipe: %w", err)
-		}
-		parentEnds = append(parentEnds, pw)
-		c.copiers = append(c.copiers, &copier{r: r, w: w, count: cfg.Output})
-		return pw, nil
-	}
-	if cmd.Stdout, err = stream(stdout); err != nil {
-		closeAll()
-		return nil, err
-	}
-	if cmd.Stderr, err = stream(stderr); err != nil {
-		closeAll()
-		return nil, err
-	}
+	return [2]io.Writer{stdout, stderr}
+}
 
+// stream returns the file the child is to write w's stream to. A file
+// goes to the child as is, so that it writes there itself at no cost to
+// us; anything else, or anything at all when output is counted, needs a
+// pipe and a copier of ours. ends collects the pipes' write ends.
+func (c *Child) stream(w io.Writer, count *Counter, ends *[]*os.File) (*os.File, error) {
+	if f, ok := w.(*os.File); ok && count == nil {
+		return f, nil
+	}
+	r, pw, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("supervise: output pipe: %w", err)
+	}
+	*ends = append(*ends, pw)
+	c.copiers = append(c.copiers, &copier{r: r, w: w, count: count})
+	return pw, nil
+}
+
+// launch forks the child and hands it over to the goroutines that own it
+// from then on: run waits for it, forward relays signals to it. On
+// failure it leaves nothing behind: no goroutine, no descriptor, no
+// signal subscription.
+func (c *Child) launch(cfg Config, parentEnds []*os.File) error {
 	sigs, relay, stopNotify := c.catchSignals(cfg)
 
 	// Copiers run from now on so that no Wait can miss them; if the start
@@ -292,51 +363,59 @@ func Start(cfg Config) (*Child, error) {
 	go c.run(started, parentEnds)
 	if err := <-started; err != nil {
 		stopNotify()
-		closeAll()
-		return nil, startError(cfg.Path, resolved, err)
+		c.closeReadEnds()
+		return err
 	}
-	if sigs != nil {
-		go c.forward(sigs, relay, stopNotify)
-	} else {
+	if sigs == nil {
 		stopNotify()
+		return nil
 	}
-	return c, nil
+	go c.forward(sigs, relay, stopNotify)
+	return nil
+}
+
+func (c *Child) closeReadEnds() {
+	for _, cp := range c.copiers {
+		cp.r.Close()
+	}
+}
+
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
 }
 
 // run starts the child and then owns the wait for it.
 func (c *Child) run(started chan<- error, parentEnds []*os.File) {
-	err := startOnForker(c.cmd)
+	err := startOnForker(c)
 	// The child has its copies now; ours would keep the pipes from ever
 	// reaching EOF.
-	for _, f := range parentEnds {
-		f.Close()
-	}
+	closeFiles(parentEnds)
 	if err != nil {
 		started <- err
 		return
 	}
-	c.pid = c.cmd.Process.Pid
 	started <- nil
 
 	// Where the platform can wait without reaping, the leader is a zombie
-	// while beforeReap runs, so its pid, and with it the process group
-	// id, cannot have been reused by an unrelated process we would then
-	// signal.
+	// while atExit runs: its pid, and with it the process group id,
+	// cannot have been reused by an unrelated process we would then
+	// signal, and the orphans it left are told apart from those of a
+	// command started later.
 	zombie := waitExited(c.pid)
 	if zombie {
-		c.beforeReap()
+		c.atExit(true)
 	}
 	werr := c.cmd.Wait()
+	c.forget()
 	if !zombie {
-		c.beforeReap()
+		c.atExit(false)
 	}
 	exit := exitFrom(c.cmd.ProcessState, werr)
 
 	c.mu.Lock()
-	exit.Stopped, exit.Killed = c.stoppedAtExit, c.killedAtExit
-	if !c.swept {
-		exit.Orphans = groupHasLiveMembers(c.pid)
-	}
+	exit.Stopped, exit.Killed, exit.Orphans = c.stoppedAtExit, c.killedAtExit, c.orphansAtExit
 	c.mu.Unlock()
 
 	exit.OutputCut = !c.drain()
@@ -344,16 +423,23 @@ func (c *Child) run(started chan<- error, parentEnds []*os.File) {
 	close(c.done)
 }
 
-// beforeReap marks the leader's pid as no longer ours to signal and, if a
-// stop is under way, SIGKILLs whatever is left of its group: orphaned
+// atExit marks the leader's pid as no longer ours to signal and, if a
+// stop is under way, SIGKILLs whatever is left of its tree: orphaned
 // grandchildren would otherwise keep running (and holding the batch
 // allocation, and the output pipes) after their job has been stopped.
-func (c *Child) beforeReap() {
+// What a child that exited by itself leaves is only counted.
+func (c *Child) atExit(zombie bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.killTimer != nil {
+		c.killTimer.Stop()
+	}
 	if c.stopping {
 		_ = syscall.Kill(-c.pid, syscall.SIGKILL)
+		c.killTree()
 		c.swept = true
+	} else {
+		c.orphansAtExit = c.orphaned(zombie)
 	}
 	c.reaping = true
 	c.stoppedAtExit, c.killedAtExit = c.stopping, c.killed
@@ -378,9 +464,7 @@ func (c *Child) drain() bool {
 	case <-t.C:
 		// Closing the read ends wakes the copiers; one stuck writing to a
 		// stalled stdout of ours is not waited for.
-		for _, cp := range c.copiers {
-			cp.r.Close()
-		}
+		c.closeReadEnds()
 		return false
 	}
 }
@@ -406,29 +490,29 @@ var (
 )
 
 type forkRequest struct {
-	cmd  *exec.Cmd
+	c    *Child
 	done chan error
 }
 
-// startOnForker starts cmd from one goroutine locked, for the life of the
-// process, to an OS thread of its own. The kernel delivers
+// startOnForker starts c's command from one goroutine locked, for the
+// life of the process, to an OS thread of its own. The kernel delivers
 // PR_SET_PDEATHSIG when the *thread* that forked the child exits, and the
 // Go runtime does end threads (golang/go#27505), so a child forked from an
 // arbitrary thread could be killed at any moment. Locking a thread per
 // child instead would make every wait for a child a hand-off between
 // threads, which for a loop over short commands costs more than the
 // commands themselves.
-func startOnForker(cmd *exec.Cmd) error {
+func startOnForker(c *Child) error {
 	forkerOnce.Do(func() {
 		forks = make(chan forkRequest)
 		go func() {
 			runtime.LockOSThread() // never unlocked: the thread must outlive every child
 			for r := range forks {
-				r.done <- r.cmd.Start()
+				r.done <- startChild(r.c)
 			}
 		}()
 	})
-	r := forkRequest{cmd: cmd, done: make(chan error, 1)}
+	r := forkRequest{c: c, done: make(chan error, 1)}
 	forks <- r
 	return <-r.done
 }
@@ -459,7 +543,9 @@ func (c *Child) Wait() Exit {
 
 // Signal sends sig to the child's whole process group. Once the child has
 // exited it returns ErrExited and sends nothing: the group id may no
-// longer be the child's.
+// longer be the child's. Descendants that left the group are not reached:
+// they meant to leave the job's signals behind; only a stop goes after
+// them.
 func (c *Child) Signal(sig os.Signal) error {
 	s, ok := sig.(syscall.Signal)
 	if !ok {
@@ -480,18 +566,31 @@ func (c *Child) killLocked(s syscall.Signal) error {
 	return nil
 }
 
-// Stop stops the child: SIGTERM to its process group, SIGKILL to the group
-// if the child has not exited KillTimeout later, and once the child has
-// exited, SIGKILL to whatever is left of its group, so no orphaned
-// grandchild survives a stop. If the child has already exited by itself,
-// Stop only does the last step.
+// Stop stops the child and every process it started: SIGTERM to its
+// process group and, on Linux, to its descendants that left the group;
+// SIGKILL to all of them if the child has not exited KillTimeout later;
+// and once the child has exited, SIGKILL to whatever is left of them, so
+// no orphaned grandchild survives a stop. If the child has already exited
+// by itself, Stop only does the last step.
 //
 // Stop returns nil once the child has exited, or ctx.Err() if ctx is done
 // first; the stop goes on regardless. It is safe to call concurrently and
 // repeatedly; only the first call, or a relayed SIGTERM or SIGINT before
-// it, sends a signal and starts the grace period.
+// it, sends a signal and starts the grace period, which a later
+// StopWithin can only shorten.
 func (c *Child) Stop(ctx context.Context) error {
-	c.beginStop(syscall.SIGTERM, false)
+	return c.StopWithin(ctx, c.killTimeout)
+}
+
+// StopWithin is Stop with a grace period of its own: SIGTERM, unless a
+// stop already sent it, and SIGKILL at now+grace or at the time an
+// earlier stop set, whichever comes first. A call can bring the SIGKILL
+// forward but never put it off. It is for a deadline that is not the
+// child's, such as zkdog's ZooKeeper session about to expire: the child
+// must be dead before its item can be handed to someone else. A grace of
+// zero or less means SIGKILL right after the SIGTERM.
+func (c *Child) StopWithin(ctx context.Context, grace time.Duration) error {
+	c.beginStop(syscall.SIGTERM, false, grace)
 	select {
 	case <-c.done:
 	case <-ctx.Done():
@@ -505,48 +604,62 @@ func (c *Child) Stop(ctx context.Context) error {
 	return nil
 }
 
-// beginStop marks the child as being stopped and arms the grace timer, once.
-// It sends sig on the first request, or on every one if always is set (a
-// relayed signal is relayed each time it arrives).
-func (c *Child) beginStop(sig syscall.Signal, always bool) {
+// beginStop marks the child as being stopped and has it SIGKILLed grace
+// from now at the latest. It sends sig on the first request, or on every
+// one if always is set (a relayed signal is relayed each time it
+// arrives).
+func (c *Child) beginStop(sig syscall.Signal, always bool, grace time.Duration) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	first := !c.stopping
 	c.stopping = true
-	if first || always {
+	if (first || always) && c.killLocked(sig) == nil {
 		// SIGCONT after, as systemd does: a stopped process (SIGTSTP,
 		// a debugger) acts on nothing until it runs again.
-		if c.killLocked(sig) == nil {
-			_ = c.killLocked(syscall.SIGCONT)
-		}
+		_ = c.killLocked(syscall.SIGCONT)
+		c.signalOutsiders(sig, syscall.SIGCONT)
 	}
-	c.mu.Unlock()
-	if first {
-		go c.killAfterGrace()
+	c.killWithinLocked(grace)
+}
+
+// killWithinLocked has the child SIGKILLed grace from now, or at the
+// earlier time a stop already set.
+func (c *Child) killWithinLocked(grace time.Duration) {
+	if c.reaping {
+		return
 	}
+	grace = max(grace, 0)
+	at := time.Now().Add(grace)
+	switch {
+	case c.killTimer == nil:
+		c.killTimer = time.AfterFunc(grace, c.killAfterGrace)
+	case at.Before(c.killAt):
+		// The timer has not fired, as timers never fire early and killAt
+		// is still ahead: Reset moves it rather than adding a run.
+		c.killTimer.Reset(grace)
+	default:
+		return
+	}
+	c.killAt = at
 }
 
 func (c *Child) killAfterGrace() {
-	t := time.NewTimer(c.killTimeout)
-	defer t.Stop()
-	select {
-	case <-c.done:
-		return
-	case <-t.C:
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.killLocked(syscall.SIGKILL) == nil {
 		c.killed = true
+		c.killTree()
 	}
 }
 
-// sweepOrphans kills what a child that exited by itself left in its group
-// when a stop comes afterwards. The leader is reaped by now, so this is
-// the one place that signals a group id no zombie holds; it only does so
-// if members were seen right after the reap, and a group id stays
-// reserved for as long as any member lives. The remaining hazard needs
-// every orphan to die, the pid to be recycled and its new owner to make
-// itself a group leader, all before Stop is called.
+// sweepOrphans kills what a child that exited by itself left behind when
+// a stop comes afterwards. The leader is reaped by now, so this is the one
+// place that signals a group id no zombie holds; it only does so if
+// orphans were seen as the leader exited, and a group id stays reserved
+// for as long as any member lives. The remaining hazard needs every
+// orphan to die, the pid to be recycled and its new owner to make itself
+// a group leader, all before Stop is called. Orphans that left the group
+// are known by pid and start time since the leader exited (Linux).
 func (c *Child) sweepOrphans() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -555,4 +668,5 @@ func (c *Child) sweepOrphans() {
 	}
 	c.swept = true
 	_ = syscall.Kill(-c.pid, syscall.SIGKILL)
+	c.killTree()
 }

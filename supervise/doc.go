@@ -13,8 +13,14 @@
 // Signal and Stop act on the whole process group, so `sh -c` pipelines and
 // background jobs are reached too. Stop sends SIGTERM, waits KillTimeout,
 // sends SIGKILL, and once the child has exited SIGKILLs what is left of
-// its group. A child that exits by itself is different: the background
-// jobs it leaves behind are left alone (a shell does the same), and
+// its group; StopWithin does the same with a shorter grace period. On
+// Linux a stop also reaches the descendants that left the group (setsid,
+// a daemon's double fork): the first Start makes zkdog a child subreaper,
+// so that they are re-parented to zkdog rather than to init, and stay
+// findable in /proc by their parent links; zkdog also reaps them when
+// they exit, without ever reaping a process os/exec waits for (see
+// reaper_linux.go). A child that exits by itself is different: the
+// processes it leaves behind are left alone (a shell does the same), and
 // Exit.Orphans says there were some, so the caller can log it or Stop to
 // sweep them; a batch task whose leftovers keep running keeps holding
 // its allocation.
@@ -32,8 +38,9 @@
 //
 // # Progress
 //
-// A Monitor samples the child's process tree every Interval (one second
-// by default) and reports the kinds of Activity it saw: cpu, io, output,
+// A Monitor samples the child's process tree (with, on Linux, the
+// orphans zkdog adopted from it) every Interval (one second by default)
+// and reports the kinds of Activity it saw: cpu, io, output,
 // file, kick, alive. See Monitor.Run for what each means. On Linux it
 // reads /proc itself, for an eighth of the CPU time and a few hundredths
 // of a percent of the garbage that going through gopsutil costs;

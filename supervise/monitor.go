@@ -35,9 +35,10 @@ type MonitorConfig struct {
 
 // Monitor samples a process tree for signs of progress. See Run.
 type Monitor struct {
-	pid int
-	cfg MonitorConfig
-	src procSource
+	pid  int
+	self int // our own pid, the parent of orphans we adopted
+	cfg  MonitorConfig
+	src  procSource
 
 	samples     int
 	rootStart   uint64
@@ -78,9 +79,12 @@ type watchedFile struct {
 // NewMonitor returns a Monitor for the process tree rooted at pid: the
 // process, its descendants as they come and go, and, if pid leads a
 // process group (as a Child does), the members of that group, which
-// catches grandchildren whose parent exited under them. A descendant
-// that both loses its parent and leaves the group (a daemon's setsid and
-// double fork) is lost to the monitor.
+// catches grandchildren whose parent exited under them. A process once
+// seen in the tree stays in it when its parent exits. On Linux, when pid
+// is a Child's, the tree also has the orphans zkdog adopted from it as a
+// subreaper (see Start), even those that left the group (a daemon's
+// setsid and double fork) before a sample could see them; elsewhere such
+// a descendant is lost to the monitor unless a sample saw it first.
 func NewMonitor(pid int, cfg MonitorConfig) *Monitor {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
@@ -90,6 +94,7 @@ func NewMonitor(pid int, cfg MonitorConfig) *Monitor {
 	}
 	m := &Monitor{
 		pid:     pid,
+		self:    os.Getpid(),
 		cfg:     cfg,
 		src:     defaultSource(),
 		procs:   make(map[int]procState),
@@ -224,10 +229,11 @@ func (m *Monitor) rootAlive(first bool) bool {
 // /proc/PID/stat (gopsutil's Children does the same scan). To keep the
 // cost near that of the tree alone, a pid found to be outside the tree
 // is not read again while it stays listed: a process can only join the
-// tree by being born into it (a new pid) or by setpgid into the group
-// from the same session, which nothing does. Every rescanEvery samples
-// all pids are read again anyway, which also catches a pid recycled from
-// an outsider to a new member between two listings.
+// tree by being born into it (a new pid, even if it is re-parented to us
+// before we list it) or by setpgid into the group from the same
+// session, which nothing does. Every rescanEvery samples all pids are
+// read again anyway, which also catches a pid recycled from an outsider
+// to a new member between two listings.
 func (m *Monitor) sampleTree(first bool) (Activity, bool) {
 	pids, err := m.src.pids(m.pidBuf[:0])
 	m.pidBuf = pids
@@ -271,8 +277,17 @@ func (m *Monitor) sampleTree(first bool) (Activity, bool) {
 	if !alive {
 		return 0, false
 	}
+	slack := m.src.startSlack()
 	for _, e := range read {
-		if m.groupLeader && e.st.pgid == m.pid {
+		switch prev, seen := m.procs[e.pid]; {
+		case m.groupLeader && e.st.pgid == m.pid:
+			m.member[e.pid] = true
+		case seen && sameStart(prev.start, e.st.start, slack):
+			// A member whose parent exited is still the tree's, wherever
+			// it was re-parented and whatever group it is in now.
+			m.member[e.pid] = true
+		case e.st.ppid == m.self && e.pid != m.pid && claimed(m.pid, e.pid):
+			// Re-parented to us (a subreaper) before we saw it.
 			m.member[e.pid] = true
 		}
 	}
@@ -289,7 +304,6 @@ func (m *Monitor) sampleTree(first bool) (Activity, bool) {
 	}
 
 	wantIO := m.cfg.Kinds&ActivityIO != 0
-	slack := m.src.startSlack()
 	var act Activity
 	for _, e := range read {
 		if !m.member[e.pid] {

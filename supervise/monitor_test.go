@@ -324,7 +324,7 @@ func TestParseStat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := procStat{ppid: 1, pgid: 4242, start: 987654, cpu: 7 + 3 + 11 + 13}
+	want := procStat{ppid: 1, pgid: 4242, sid: 4242, start: 987654, cpu: 7 + 3 + 11 + 13}
 	if st != want {
 		t.Fatalf("parseStat = %+v, want %+v", st, want)
 	}

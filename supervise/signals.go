@@ -83,7 +83,7 @@ func (c *Child) forward(sigs <-chan os.Signal, relay map[os.Signal]bool, stop fu
 			}
 			s := sig.(syscall.Signal)
 			if s == syscall.SIGTERM || s == syscall.SIGINT {
-				c.beginStop(s, true)
+				c.beginStop(s, true, c.killTimeout)
 			} else {
 				_ = c.Signal(s)
 			}

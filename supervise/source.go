@@ -1,8 +1,10 @@
 package supervise
 
-// procStat is what the Monitor needs of one process.
+// procStat is what the Monitor, and the reaper on Linux, need of one
+// process.
 type procStat struct {
 	ppid, pgid int
+	sid        int    // session id; procfs only (psutil leaves it 0)
 	start      uint64 // start time, in the source's units
 	zombie     bool
 	cpu        uint64 // user+system time (reaped children included where known), source's units

@@ -158,6 +158,8 @@ func parseStat(b []byte) (procStat, error) {
 			st.ppid, _ = atoi(tok)
 		case 5:
 			st.pgid, _ = atoi(tok)
+		case 6:
+			st.sid, _ = atoi(tok)
 		case 14:
 			utime = atou(tok)
 		case 15:

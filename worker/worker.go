@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -223,14 +224,65 @@ func (w *Worker) childEnv(c *job.Claim) []string {
 }
 
 // Args replaces every {} in the command's arguments (not its name) with
-// the item, the way find -exec and xargs -I do.
+// the item, the way find -exec and xargs -I do. Each argument stays one
+// argument whatever the item holds, so no shell ever reads the item as
+// code, with one exception made safe: in the script of a shell's -c (sh
+// -c '... {} ...'), where the shell would run the item's text as code,
+// {} becomes the item quoted for the shell, as GNU parallel quotes its
+// replacement strings. The item is data, never code.
 func Args(command []string, item string) []string {
 	out := make([]string, len(command))
 	out[0] = command[0]
+	script := shellScript(command)
 	for i, a := range command[1:] {
-		out[i+1] = strings.ReplaceAll(a, Placeholder, item)
+		repl := item
+		if i+1 == script {
+			repl = shellQuote(item)
+		}
+		out[i+1] = strings.ReplaceAll(a, Placeholder, repl)
 	}
 	return out
+}
+
+// shells are the programs whose -c takes a script in the POSIX shell's
+// language.
+var shells = map[string]bool{"sh": true, "bash": true, "dash": true, "ash": true, "ksh": true, "mksh": true, "zsh": true}
+
+// shellScript is the index of the script argument when command runs a
+// shell with -c, or -1: the first operand after options that include c
+// (-c, -ec, -euc; -o NAME and +o NAME take an argument).
+func shellScript(command []string) int {
+	if !shells[filepath.Base(command[0])] {
+		return -1
+	}
+	withC := false
+	for i := 1; i < len(command); i++ {
+		a := command[i]
+		switch {
+		case a == "-o" || a == "+o" || a == "-O" || a == "+O":
+			i++
+		case a == "--":
+			if withC && i+1 < len(command) {
+				return i + 1
+			}
+			return -1
+		case len(a) > 1 && (a[0] == '-' || a[0] == '+') && !strings.HasPrefix(a, "--"):
+			withC = withC || (a[0] == '-' && strings.ContainsRune(a[1:], 'c'))
+		case strings.HasPrefix(a, "--"):
+			// a long option (bash --norc)
+		default:
+			if withC {
+				return i
+			}
+			return -1
+		}
+	}
+	return -1
+}
+
+// shellQuote makes s one word of the POSIX shell, whatever it holds.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func (w *Worker) stdin(c *job.Claim) io.Reader {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -42,6 +44,12 @@ func TestArgs(t *testing.T) {
 		{"item holding a placeholder is not expanded again", []string{"./work", "{}"}, "a{}b", []string{"./work", "a{}b"}},
 		{"item with shell characters is not interpreted", []string{"./work", "{}"}, "$(rm -rf ~); `x` *", []string{"./work", "$(rm -rf ~); `x` *"}},
 		{"braces that are not a placeholder", []string{"awk", "{print $1}", "{ }", "{}"}, "f", []string{"awk", "{print $1}", "{ }", "f"}},
+		{"a shell's script gets the item quoted", []string{"sh", "-c", "./work {} > out/{}.log"}, "a; touch pwned",
+			[]string{"sh", "-c", "./work 'a; touch pwned' > out/'a; touch pwned'.log"}},
+		{"quotes inside the item survive", []string{"/bin/bash", "-euc", "echo {}"}, "it's $(id)", []string{"/bin/bash", "-euc", `echo 'it'\''s $(id)'`}},
+		{"a shell's -o takes an argument", []string{"bash", "-o", "pipefail", "-c", "x {}"}, "a b", []string{"bash", "-o", "pipefail", "-c", "x 'a b'"}},
+		{"a shell's positional arguments are data already", []string{"sh", "-c", `./work "$1"`, "sh", "{}"}, "$(x)", []string{"sh", "-c", `./work "$1"`, "sh", "$(x)"}},
+		{"a script file is not a -c script", []string{"sh", "work.sh", "{}"}, "a;b", []string{"sh", "work.sh", "a;b"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			orig := slices.Clone(c.command)
@@ -53,6 +61,24 @@ func TestArgs(t *testing.T) {
 				t.Errorf("Args changed its input: %q, was %q", c.command, orig)
 			}
 		})
+	}
+}
+
+// TestShellScriptItemIsData runs the shell: an item full of shell syntax,
+// put into a -c script by {}, is printed, not run.
+func TestShellScriptItemIsData(t *testing.T) {
+	dir := t.TempDir()
+	for _, item := range []string{"a; touch pwned", "$(touch pwned)", "`touch pwned`", "x' ; touch pwned; echo '", "a\nb", "*"} {
+		args := worker.Args([]string{"sh", "-c", "printf '%s' {}"}, item)
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Dir = dir
+		out, err := cmd.Output()
+		if err != nil || string(out) != item {
+			t.Errorf("item %q printed %q (%v), want the item itself", item, out, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "pwned")); err == nil {
+			t.Fatalf("item %q ran as code: pwned was created", item)
+		}
 	}
 }
 
