@@ -1,11 +1,13 @@
 package job
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 
@@ -78,21 +80,46 @@ func (j *Job) Create(spec protocol.Job, items [][]byte) error {
 // master died.
 func (j *Job) createRoot(spec protocol.Job) error {
 	ops := []any{
-		&zk.CreateRequest{Path: j.L.Root, Data: protocol.Encode(spec), Acl: openACL},
-		&zk.CreateRequest{Path: j.L.Filler(), Acl: openACL, Flags: zk.FlagEphemeral},
+		&zk.CreateRequest{Path: j.L.Root, Data: protocol.Encode(spec), Acl: j.acl},
+		&zk.CreateRequest{Path: j.L.Filler(), Acl: j.acl, Flags: zk.FlagEphemeral},
 	}
 	for _, p := range []string{j.L.Items(), j.L.Results(), j.L.Leases(), j.L.Retry(), j.L.Timers(),
 		j.L.Cursor(), j.L.Done(), j.L.Failed(), j.L.Clock(), j.L.Workers()} {
-		ops = append(ops, &zk.CreateRequest{Path: p, Acl: openACL})
+		ops = append(ops, &zk.CreateRequest{Path: p, Acl: j.acl})
 	}
-	at, err := j.multi(ops...)
-	switch {
-	case err == nil:
-		return nil
-	case at == 0 && errors.Is(err, zk.ErrNodeExists):
-		return j.describeExisting()
+	ctx, cancel := context.WithTimeout(context.Background(), createPatience)
+	defer cancel()
+	for {
+		at, err := j.multi(ops...)
+		switch {
+		case err == nil:
+			return nil
+		case at == 0 && errors.Is(err, zk.ErrNodeExists):
+			// Ours, if an earlier try whose reply was lost was applied:
+			// the filler, ephemeral to this session, says so.
+			if mine, _ := j.ownsFiller(ctx); mine {
+				return nil
+			}
+			return j.describeExisting()
+		case !Transient(err):
+			return fmt.Errorf("job: creating %s: %w", j.L.Root, err)
+		}
+		if perr := pause(ctx); perr != nil {
+			return fmt.Errorf("job: creating %s: %w (gave up: %w)", j.L.Root, err, perr)
+		}
 	}
-	return fmt.Errorf("job: creating %s: %w", j.L.Root, err)
+}
+
+// createPatience bounds how long creating a job rides out a connection
+// that drops: a leader election takes under a second.
+const createPatience = time.Minute
+
+// ownsFiller reports whether the filler exists and belongs to this
+// handle's session.
+func (j *Job) ownsFiller(ctx context.Context) (bool, error) {
+	var st *zk.Stat
+	err := retry(ctx, func() (err error) { _, st, err = j.conn.Exists(j.L.Filler()); return })
+	return err == nil && st != nil && st.EphemeralOwner == j.session(), err
 }
 
 func (j *Job) describeExisting() error {
@@ -115,7 +142,7 @@ func (j *Job) createParents() error {
 	p := ""
 	for _, part := range strings.Split(strings.TrimPrefix(dir, "/"), "/") {
 		p += "/" + part
-		_, err := j.conn.Create(p, nil, 0, openACL)
+		_, err := j.conn.Create(p, nil, 0, j.acl)
 		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
 			return fmt.Errorf("job: creating parent %s: %w", p, err)
 		}
@@ -144,11 +171,31 @@ func (j *Job) fill(spec protocol.Job, items [][]byte) error {
 	if err := b.wait(); err != nil {
 		return fmt.Errorf("job: writing items: %w", err)
 	}
+	return j.markReady(spec)
+}
+
+// markReady switches the job to ready and deletes the filler in one
+// transaction. A try whose reply was lost may have been applied: the
+// state then says so, and the job is not removed for it.
+func (j *Job) markReady(spec protocol.Job) error {
 	spec.State = protocol.StateReady
-	_, err := j.multi(
+	ctx, cancel := context.WithTimeout(context.Background(), createPatience)
+	defer cancel()
+	ops := []any{
 		&zk.SetDataRequest{Path: j.L.Root, Data: protocol.Encode(spec), Version: -1},
 		&zk.DeleteRequest{Path: j.L.Filler(), Version: -1},
-	)
+	}
+	repeated := false
+	err := retry(ctx, func() error {
+		_, err := j.multi(ops...)
+		repeated = repeated || Transient(err)
+		return err
+	})
+	if err != nil && repeated && errors.Is(err, zk.ErrNoNode) {
+		if now, serr := j.Spec(); serr == nil && now.State == protocol.StateReady {
+			return nil
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("job: marking %s ready: %w", j.L.Root, err)
 	}
@@ -173,7 +220,7 @@ func (b *batcher) create(p string, data []byte) {
 	if len(b.ops) >= batchOps || b.bytes+size > batchBytes {
 		b.flush()
 	}
-	b.ops = append(b.ops, &zk.CreateRequest{Path: p, Data: data, Acl: openACL})
+	b.ops = append(b.ops, &zk.CreateRequest{Path: p, Data: data, Acl: b.job.acl})
 	b.bytes += size
 }
 

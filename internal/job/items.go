@@ -109,7 +109,7 @@ func (j *Job) claim(ctx context.Context, t protocol.Turn, lease protocol.Lease, 
 	ops := []any{
 		&zk.CheckVersionRequest{Path: j.L.Timer(lease.Timer), Version: -1},
 		&zk.SetDataRequest{Path: j.L.Item(t.Index), Data: data, Version: protocol.OpenVersion(t.Attempt)},
-		&zk.CreateRequest{Path: j.L.Lease(t), Data: protocol.Encode(lease), Acl: openACL, Flags: zk.FlagEphemeral},
+		&zk.CreateRequest{Path: j.L.Lease(t), Data: protocol.Encode(lease), Acl: j.acl, Flags: zk.FlagEphemeral},
 	}
 	if fromRetry {
 		ops = append(ops, &zk.DeleteRequest{Path: j.L.RetryEntry(t), Version: -1})
@@ -209,7 +209,7 @@ func (j *Job) Record(ctx context.Context, c Claim, r protocol.Result) error {
 		// out a second time.
 		&zk.SetDataRequest{Path: j.L.Item(c.Index), Data: c.Data, Version: protocol.LeasedVersion(c.Attempt)},
 		&zk.DeleteRequest{Path: j.L.Lease(c.Turn), Version: 0},
-		&zk.CreateRequest{Path: j.L.Result(c.Index, r.Outcome), Data: protocol.Encode(r), Acl: openACL},
+		&zk.CreateRequest{Path: j.L.Result(c.Index, r.Outcome), Data: protocol.Encode(r), Acl: j.acl},
 		&zk.SetDataRequest{Path: j.L.Done(), Version: -1},
 	}
 	if r.Outcome.IsFailure() {
@@ -269,7 +269,7 @@ func (j *Job) ownResult(ctx context.Context, c Claim) (bool, error) {
 // saw the old lease go cannot take the next worker's lease for it.
 func (j *Job) Release(ctx context.Context, c Claim) error {
 	next := protocol.Turn{Index: c.Index, Attempt: c.Attempt + 1, Charged: c.Charged}
-	return j.endTurn(ctx, c, &zk.CreateRequest{Path: j.L.RetryEntry(next), Acl: openACL})
+	return j.endTurn(ctx, c, &zk.CreateRequest{Path: j.L.RetryEntry(next), Acl: j.acl})
 }
 
 // Abandon drops a claim without a result, for a worker whose timer was

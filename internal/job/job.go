@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -43,11 +44,12 @@ var (
 	ErrTooLarge = errors.New("job: item too large")
 	// ErrStale: the item has moved on to a later turn.
 	ErrStale = errors.New("job: stale attempt")
+	// ErrNoAccess: the handle's identity may not read, or not change, the
+	// job.
+	ErrNoAccess = errors.New("job: not allowed")
+	// ErrUnsafe: the job's ACL lets others than its owner change it.
+	ErrUnsafe = errors.New("job: not private")
 )
-
-// openACL: jobs are coordination data shared by every task of a batch
-// array, which may run under several accounts, as the original did.
-var openACL = zk.WorldACL(zk.PermAll)
 
 // RetryPause spaces out the repeats of a request that failed on a dropped
 // connection: the client reconnects within a second or two after a server
@@ -58,16 +60,33 @@ const RetryPause = 200 * time.Millisecond
 type Job struct {
 	conn *zk.Conn
 	L    protocol.Layout
+	// acl is what every znode the handle creates carries: the job's own,
+	// once CheckAccess has read it, or the creator's (WithAccess).
+	acl    []zk.ACL
+	access Access
 
 	sessOnce sync.Once
 	sess     int64
+	// localClock: Timers measured ages by this host's clock.
+	localClock atomic.Bool
 }
+
+// LocalClock reports whether the last ages were measured by this host's
+// clock, not the server's: the handle may read the job but not write its
+// clock node.
+func (j *Job) LocalClock() bool { return j.localClock.Load() }
 
 // New returns a handle; it does not touch the server. conn should have its
 // session already: the handle remembers that session, and nodes owned by
 // any later one the client opens (after an expiry) are not this handle's.
-func New(conn *zk.Conn, l protocol.Layout) *Job {
-	j := &Job{conn: conn, L: l}
+//
+// Without WithAccess the handle creates world-open znodes, as a test on a
+// private server may want; zkdog itself always gives an Access.
+func New(conn *zk.Conn, l protocol.Layout, opts ...Option) *Job {
+	j := &Job{conn: conn, L: l, acl: zk.WorldACL(zk.PermAll)}
+	for _, o := range opts {
+		o(j)
+	}
 	if id := conn.SessionID(); id != 0 {
 		j.sessOnce.Do(func() { j.sess = id })
 	}
@@ -190,7 +209,7 @@ func (j *Job) gone(cause error) error {
 // Abort records that the master gave up; workers watching it stop their
 // children. It is idempotent.
 func (j *Job) Abort(reason string) error {
-	_, err := j.conn.Create(j.L.Abort(), protocol.Encode(protocol.Abort{V: protocol.Version, Reason: reason}), 0, openACL)
+	_, err := j.conn.Create(j.L.Abort(), protocol.Encode(protocol.Abort{V: protocol.Version, Reason: reason}), 0, j.acl)
 	if errors.Is(err, zk.ErrNoNode) {
 		return j.gone(err)
 	}

@@ -36,7 +36,7 @@ func (j *Job) Finished(b int) (map[int]bool, error) {
 func (j *Job) Requeue(t protocol.Turn, charged int) error {
 	next := protocol.Turn{Index: t.Index, Attempt: t.Attempt + 1, Charged: charged}
 	return j.moveOn(t.Index, protocol.LeasedVersion(t.Attempt),
-		&zk.CreateRequest{Path: j.L.RetryEntry(next), Acl: openACL})
+		&zk.CreateRequest{Path: j.L.RetryEntry(next), Acl: j.acl})
 }
 
 // Reoffer puts turn t, which was never leased (its ticket's reply was
@@ -46,7 +46,7 @@ func (j *Job) Requeue(t protocol.Turn, charged int) error {
 func (j *Job) Reoffer(t protocol.Turn) error {
 	_, err := j.multi(
 		&zk.CheckVersionRequest{Path: j.L.Item(t.Index), Version: protocol.OpenVersion(t.Attempt)},
-		&zk.CreateRequest{Path: j.L.RetryEntry(t), Acl: openACL},
+		&zk.CreateRequest{Path: j.L.RetryEntry(t), Acl: j.acl},
 	)
 	return j.staleOr(t.Index, t.Attempt, "handing out again", err)
 }
@@ -61,7 +61,7 @@ func (j *Job) RecordLost(t protocol.Turn, leased bool, reason string) error {
 	}
 	r := protocol.Result{V: protocol.Version, Outcome: protocol.Lost, Exit: -1, Attempt: t.Attempt, Reason: reason}
 	return j.moveOn(t.Index, version,
-		&zk.CreateRequest{Path: j.L.Result(t.Index, protocol.Lost), Data: protocol.Encode(r), Acl: openACL},
+		&zk.CreateRequest{Path: j.L.Result(t.Index, protocol.Lost), Data: protocol.Encode(r), Acl: j.acl},
 		&zk.SetDataRequest{Path: j.L.Done(), Version: -1},
 		&zk.SetDataRequest{Path: j.L.Failed(), Version: -1},
 	)

@@ -20,7 +20,7 @@ import (
 func (j *Job) CreateTimer(t protocol.Timer) (string, error) {
 	t.V = protocol.Version
 	res, err := j.conn.Multi(
-		&zk.CreateRequest{Path: j.L.Timer(protocol.TimerPrefix), Data: protocol.Encode(t), Acl: openACL, Flags: zk.FlagEphemeral | zk.FlagSequence},
+		&zk.CreateRequest{Path: j.L.Timer(protocol.TimerPrefix), Data: protocol.Encode(t), Acl: j.acl, Flags: zk.FlagEphemeral | zk.FlagSequence},
 		&zk.SetDataRequest{Path: j.L.Workers(), Version: -1},
 	)
 	if err == nil {
@@ -106,6 +106,12 @@ func (t TimerState) Expired(limit time.Duration) bool { return t.Age > t.Limit(l
 // against a fresh clock: a live worker called hung.
 func (j *Job) Timers() (time.Time, []TimerState, error) {
 	now, err := j.ServerTime()
+	if errors.Is(err, zk.ErrNoAuth) {
+		// A reader of a public job may not stamp the server's clock: its
+		// ages are by its own, and say so (LocalClock).
+		now, err = time.Now(), nil
+		j.localClock.Store(true)
+	}
 	if err != nil {
 		return time.Time{}, nil, err
 	}
