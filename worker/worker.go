@@ -133,6 +133,7 @@ func Run(ctx context.Context, sess *zkconn.Session, j *job.Job, cfg Config) (Res
 	defer w.timer.Close()
 	ctx, stop := w.stopWhenLost(ctx)
 	defer stop()
+	defer w.closeWhenLost()()
 
 	kf, err := os.CreateTemp("", "zkdog-kick-*")
 	if err != nil {
@@ -146,6 +147,23 @@ func Run(ctx context.Context, sess *zkconn.Session, j *job.Job, cfg Config) (Res
 		return Result{Status: w.runOne(ctx, nil), Ran: 1}, nil
 	}
 	return w.drain(ctx)
+}
+
+// closeWhenLost closes the session once it is lost: nothing can be done
+// with it any more, and a request waiting on it (the give-back of an
+// item, say) would otherwise wait for the client's next connection, which
+// a partition puts off for minutes, and keep zkdog from exiting. It
+// returns the function that stops watching.
+func (w *Worker) closeWhenLost() func() {
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-w.sess.Lost():
+			w.sess.Close()
+		case <-done:
+		}
+	}()
+	return func() { close(done) }
 }
 
 // join waits for the job, checks the settings against it, starts the timer

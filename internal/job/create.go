@@ -118,7 +118,7 @@ const createPatience = time.Minute
 // handle's session.
 func (j *Job) ownsFiller(ctx context.Context) (bool, error) {
 	var st *zk.Stat
-	err := retry(ctx, func() (err error) { _, st, err = j.conn.Exists(j.L.Filler()); return })
+	err := retry(ctx, func() (err error) { st, err = j.stat(j.L.Filler()); return })
 	return err == nil && st != nil && st.EphemeralOwner == j.session(), err
 }
 

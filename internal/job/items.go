@@ -182,7 +182,7 @@ func (j *Job) dropStale(t protocol.Turn, fromRetry bool) error {
 // is the double fault that strands an item.
 func (j *Job) ownsLease(ctx context.Context, t protocol.Turn) (bool, error) {
 	var st *zk.Stat
-	err := retry(ctx, func() (err error) { _, st, err = j.conn.Exists(j.L.Lease(t)); return })
+	err := retry(ctx, func() (err error) { st, err = j.stat(j.L.Lease(t)); return })
 	if err != nil {
 		return false, fmt.Errorf("job: reading the lease of item %d: %w", t.Index, err)
 	}

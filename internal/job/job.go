@@ -171,10 +171,10 @@ func (j *Job) Counts(spec protocol.Job) (Counts, error) {
 		aborted                       bool
 	)
 	err := parallel(8,
-		func() (err error) { _, issued, err = j.conn.Exists(j.L.Cursor()); return },
-		func() (err error) { _, done, err = j.conn.Exists(j.L.Done()); return },
-		func() (err error) { _, failed, err = j.conn.Exists(j.L.Failed()); return },
-		func() (err error) { _, workers, err = j.conn.Exists(j.L.Workers()); return },
+		func() (err error) { issued, err = j.stat(j.L.Cursor()); return },
+		func() (err error) { done, err = j.stat(j.L.Done()); return },
+		func() (err error) { failed, err = j.stat(j.L.Failed()); return },
+		func() (err error) { workers, err = j.stat(j.L.Workers()); return },
 		func() (err error) { retry, _, err = j.conn.Children(j.L.Retry()); return },
 		func() (err error) { leases, _, err = j.conn.Children(j.L.Leases()); return },
 		func() (err error) { tmrs, _, err = j.conn.Children(j.L.Timers()); return },
@@ -311,6 +311,17 @@ func (j *Job) multi(ops ...any) (int, error) {
 		}
 	}
 	return -1, err
+}
+
+// stat is Exists with a nil Stat for a missing node: the client returns a
+// zero Stat then, which would read as a node at version 0 (a counter
+// that counts nothing, an item on its first turn).
+func (j *Job) stat(p string) (*zk.Stat, error) {
+	ok, st, err := j.conn.Exists(p)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return st, nil
 }
 
 // sortedChildren lists a node's children in name order.

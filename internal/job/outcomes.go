@@ -93,7 +93,7 @@ func (j *Job) staleOr(index, attempt int, doing string, err error) error {
 // ItemTurn reads where item index is: the attempt of its current turn and
 // whether that turn was leased.
 func (j *Job) ItemTurn(index int) (attempt int, leased bool, err error) {
-	_, st, err := j.conn.Exists(j.L.Item(index))
+	st, err := j.stat(j.L.Item(index))
 	if err == nil && st == nil {
 		err = zk.ErrNoNode
 	}

@@ -54,7 +54,7 @@ func (j *Job) WatchTally() (Tally, Watch, error) {
 	)
 	err := parallel(2,
 		func() (err error) { ok, done, ch, err = j.conn.ExistsW(j.L.Done()); return },
-		func() (err error) { _, failed, err = j.conn.Exists(j.L.Failed()); return },
+		func() (err error) { failed, err = j.stat(j.L.Failed()); return },
 	)
 	if err == nil && (!ok || failed == nil) {
 		err = zk.ErrNoNode
@@ -86,7 +86,7 @@ func (j *Job) WatchTimers() (Presence, Watch, error) {
 	// gone already. Read the other way round, a worker arriving between
 	// the two reads would be counted and not listed, and a job without
 	// items would look finished while it runs.
-	_, workers, err := j.conn.Exists(j.L.Workers())
+	workers, err := j.stat(j.L.Workers())
 	if err == nil {
 		p.Timers, _, ch, err = j.conn.ChildrenW(j.L.Timers())
 	}
