@@ -18,6 +18,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkdog/zkdog/internal/creds"
 	"github.com/zkdog/zkdog/internal/protocol"
 	"github.com/zkdog/zkdog/internal/zkserver"
 )
@@ -29,6 +30,9 @@ var (
 	zkdogBin, zkdogFast string
 	// shared is the ZooKeeper most tests use; each test has its own root.
 	shared *zkserver.Server
+	// testCreds are the credentials of the tests' user: zkdog's jobs are
+	// theirs, and the tests' own connections authenticate with them.
+	testCreds creds.Credentials
 )
 
 // Exit codes as the README's table gives them: the numbers scripts see,
@@ -62,6 +66,15 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	// A home of the tests' own: zkdog init makes its credentials file
+	// there, as on a user's first job, and every zkdog the tests run, and
+	// their own connections, use it.
+	home := filepath.Join(dir, "home")
+	os.Setenv("HOME", home)
+	if testCreds, _, err = creds.LoadOrCreate(filepath.Join(home, ".zkdog", "credentials")); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	zkdogBin, zkdogFast = filepath.Join(dir, "zkdog"), filepath.Join(dir, "fast", "zkdog")
 	for _, b := range [][]string{{"-race", "-o", zkdogBin}, {"-o", zkdogFast}} {
 		build := exec.Command("go", append(append([]string{"build"}, b...), "../cmd/zkdog")...)
@@ -292,6 +305,9 @@ func connect(t *testing.T, addr string) *zk.Conn {
 		case <-deadline:
 			t.Fatalf("no ZooKeeper session with %s", addr)
 		}
+	}
+	if err := conn.AddAuth("digest", testCreds.AuthData()); err != nil {
+		t.Fatal(err)
 	}
 	return conn
 }

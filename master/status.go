@@ -24,7 +24,10 @@ type JobStatus struct {
 	Alive    int           `json:"timers_alive"`
 	Expired  int           `json:"timers_expired"`
 	Timers   []TimerStatus `json:"timers"`
-	Measured time.Time     `json:"measured_at"` // by the server's clock
+	Measured time.Time     `json:"measured_at"` // by the server's clock, unless LocalClock
+	// LocalClock: the reader may read the job but not stamp the server's
+	// clock (a public job read by another user), so ages are by its own.
+	LocalClock bool `json:"local_clock,omitempty"`
 }
 
 // TimerStatus is one timer as the operator commands show it.
@@ -65,7 +68,7 @@ func ReadStatus(j *job.Job) (JobStatus, error) {
 	if err := j.AttachWork(timers); err != nil {
 		return s, err
 	}
-	s.Measured = now
+	s.Measured, s.LocalClock = now, j.LocalClock()
 	for _, t := range timers {
 		ts := TimerStatus{TimerReport: timerReport(t), Expired: t.Expired(spec.Timer())}
 		if ts.Expired {
@@ -87,6 +90,9 @@ func (s JobStatus) Print(out io.Writer) {
 	fmt.Fprintf(out, "  queued %d, running %d, done %d (ok %d, failed %d, stalled %d, lost %d)\n",
 		s.Queued, s.Running, s.Done, s.OK, s.Failed, s.Stalled, s.Lost)
 	fmt.Fprintf(out, "  timers: %d alive, %d of them expired\n", s.Alive, s.Expired)
+	if s.LocalClock {
+		fmt.Fprintln(out, "  (ages by this host's clock: these credentials may read the job, not stamp the server's clock)")
+	}
 	if s.Aborted != "" {
 		fmt.Fprintf(out, "  ABORTED: %s\n", s.Aborted)
 	}

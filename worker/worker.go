@@ -173,6 +173,9 @@ func (w *Worker) join(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := w.j.CheckAccess(true); err != nil {
+		return err
+	}
 	w.spec = spec
 	if spec.Items == 0 && !w.cfg.NoQueue {
 		return fmt.Errorf("%w at %s: it was created without --items; run with --no-queue", ErrNoQueue, w.j.L.Root)

@@ -27,7 +27,7 @@ func clearCommand() *cli.Command {
 }
 
 func clearAction(c *cli.Context) error {
-	t, sess, j, err := openJob(c, c.Context)
+	t, sess, j, err := openJob(c, c.Context, useWork)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/zkdog/zkdog/internal/creds"
 	"github.com/zkdog/zkdog/internal/duration"
 	"github.com/zkdog/zkdog/internal/job"
 	"github.com/zkdog/zkdog/internal/protocol"
@@ -24,12 +26,14 @@ const (
 	flagSessionTimeout = "session-timeout"
 	flagLogLevel       = "log-level"
 	flagLogFormat      = "log-format"
+	flagAuthFile       = "auth-file"
 
 	envZK             = "ZKDOG_ZK"
 	envRoot           = "ZKDOG_ROOT"
 	envSessionTimeout = "ZKDOG_SESSION_TIMEOUT"
 	envLogLevel       = "ZKDOG_LOG_LEVEL"
 	envLogFormat      = "ZKDOG_LOG_FORMAT"
+	envAuthFile       = "ZKDOG_AUTH_FILE"
 
 	defaultZK = "127.0.0.1:2181"
 )
@@ -46,6 +50,8 @@ func commonFlags() []cli.Flag {
 			Usage: "Log level: debug, info, warn or error."},
 		&cli.StringFlag{Name: flagLogFormat, EnvVars: []string{envLogFormat}, Value: "text",
 			Usage: "Log format: text or json."},
+		&cli.StringFlag{Name: flagAuthFile, EnvVars: []string{envAuthFile}, TakesFile: true,
+			Usage: "The credentials file, one line USER:SECRET (mode 600, or 640 for a group's copy); default ~/.zkdog/credentials, which zkdog init creates."},
 	}
 }
 
@@ -86,11 +92,22 @@ func newLogger(c *cli.Context) (*slog.Logger, error) {
 
 // target is what every ZooKeeper command starts from: the checked flags.
 type target struct {
-	servers string
-	layout  protocol.Layout
-	timeout time.Duration
-	log     *slog.Logger
+	servers  string
+	layout   protocol.Layout
+	timeout  time.Duration
+	log      *slog.Logger
+	authFile string // "" for the default
 }
+
+// use is what a command does with a job, which decides the credentials it
+// needs and the access it checks before anything else.
+type use int
+
+const (
+	useCreate use = iota // init, master: makes the credentials file on first use
+	useWork              // run, wait, consume, kick, clear: needs write
+	useRead              // status, timers: a public job needs no credentials
+)
 
 func parseTarget(c *cli.Context) (target, error) {
 	log, err := newLogger(c)
@@ -111,25 +128,74 @@ func parseTarget(c *cli.Context) (target, error) {
 	if timeout < time.Second {
 		return target{}, usagef("--%s %v is too short; ZooKeeper grants at least two ticks (4s by default)", flagSessionTimeout, timeout)
 	}
-	return target{servers: c.String(flagZK), layout: l, timeout: timeout, log: log}, nil
+	return target{servers: c.String(flagZK), layout: l, timeout: timeout, log: log, authFile: c.String(flagAuthFile)}, nil
 }
 
-// dial opens the session. The first connection is bounded by the session
-// timeout: a ZooKeeper that cannot grant a session in that time would not
-// keep one alive either.
-func (t target) dial(ctx context.Context, opts ...zkconn.Option) (*zkconn.Session, *job.Job, error) {
-	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+// access loads the credentials for u: created on first use by the
+// commands that make jobs, required by those that change one, optional
+// for those that only read (a public job).
+func (t target) access(u use, publicRead bool) (job.Access, error) {
+	path := t.authFile
+	if path == "" {
+		var err error
+		if path, err = creds.DefaultPath(); err != nil {
+			return job.Access{}, err
+		}
+	}
+	var (
+		c   creds.Credentials
+		err error
+	)
+	switch u {
+	case useCreate:
+		var created bool
+		c, created, err = creds.LoadOrCreate(path)
+		if created {
+			t.log.Info("created a credentials file; the array's tasks find it in the same home directory", "file", path)
+		}
+	default:
+		c, err = creds.Load(path)
+		if errors.Is(err, creds.ErrMissing) && u == useRead {
+			return job.Access{}, nil
+		}
+		if errors.Is(err, creds.ErrMissing) {
+			err = fmt.Errorf("%w: zkdog init makes one for the job's owner; tasks under another account need a copy of the owner's, given with --%s", err, flagAuthFile)
+		}
+	}
+	if err != nil {
+		return job.Access{}, err
+	}
+	return job.Access{DigestUser: c.User, DigestSecret: c.Secret(), From: c.Path, PublicRead: publicRead}, nil
+}
+
+// dial opens the session, authenticates it and, for an existing job,
+// checks the access u needs before anything is taken or changed; a
+// command that waits for its job (zkdog run) checks once it is there. The
+// first connection is bounded by the session timeout: a ZooKeeper that
+// cannot grant a session in that time would not keep one alive either.
+func (t target) dial(ctx context.Context, a job.Access, u use, waits bool, opts ...zkconn.Option) (*zkconn.Session, *job.Job, error) {
+	dctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
-	sess, err := zkconn.Dial(ctx, t.servers, t.timeout, t.log, opts...)
+	sess, err := zkconn.Dial(dctx, t.servers, t.timeout, t.log, opts...)
 	if err != nil {
 		return nil, nil, err
 	}
-	return sess, job.New(sess.Conn(), t.layout), nil
+	j := job.New(sess.Conn(), t.layout, job.WithAccess(a))
+	err = j.Authenticate()
+	if err == nil && u != useCreate && !waits {
+		err = j.CheckAccess(u == useWork)
+	}
+	if err != nil {
+		sess.Close()
+		return nil, nil, err
+	}
+	return sess, j, nil
 }
 
-// openJob is the start of every operator command: checked flags and a
-// session. The caller closes the session.
-func openJob(c *cli.Context, ctx context.Context) (target, *zkconn.Session, *job.Job, error) {
+// openJob is the start of every operator command: checked flags,
+// credentials, and a session with the access u needs. The caller closes
+// the session.
+func openJob(c *cli.Context, ctx context.Context, u use) (target, *zkconn.Session, *job.Job, error) {
 	if c.Args().Len() > 0 {
 		return target{}, nil, nil, usagef("zkdog %s takes no arguments, got %q", c.Command.Name, c.Args().First())
 	}
@@ -137,7 +203,11 @@ func openJob(c *cli.Context, ctx context.Context) (target, *zkconn.Session, *job
 	if err != nil {
 		return t, nil, nil, err
 	}
-	sess, j, err := t.dial(ctx)
+	a, err := t.access(u, false)
+	if err != nil {
+		return t, nil, nil, err
+	}
+	sess, j, err := t.dial(ctx, a, u, false)
 	return t, sess, j, err
 }
 

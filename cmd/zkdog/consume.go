@@ -24,7 +24,7 @@ func consumeCommand() *cli.Command {
 }
 
 func consumeAction(c *cli.Context) error {
-	_, sess, j, err := openJob(c, c.Context)
+	_, sess, j, err := openJob(c, c.Context, useWork)
 	if err != nil {
 		return err
 	}

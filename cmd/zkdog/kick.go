@@ -41,7 +41,7 @@ func kickAction(c *cli.Context) error {
 }
 
 func kickRemote(c *cli.Context, name string) error {
-	_, sess, j, err := openJob(c, c.Context)
+	_, sess, j, err := openJob(c, c.Context, useWork)
 	if err != nil {
 		return err
 	}

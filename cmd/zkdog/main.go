@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/zkdog/zkdog/internal/creds"
 	"github.com/zkdog/zkdog/internal/interrupt"
 	"github.com/zkdog/zkdog/internal/job"
 	"github.com/zkdog/zkdog/internal/protocol"
@@ -85,6 +86,11 @@ var errorCodes = []struct {
 	{master.ErrNoItems, exitUsage, exitRunFailed},
 	{master.ErrNotReady, exitUsage, exitRunFailed},
 	{worker.ErrSettings, exitUsage, exitRunFailed},
+	{job.ErrNoAccess, exitUsage, exitRunFailed},
+	{job.ErrUnsafe, exitUsage, exitRunFailed},
+	{creds.ErrMissing, exitUsage, exitRunFailed},
+	{creds.ErrInsecure, exitUsage, exitRunFailed},
+	{creds.ErrBadFile, exitUsage, exitRunFailed},
 	{job.ErrEmpty, exitFailed, exitOK},
 	{errRefused, exitFailed, exitFailed},
 	{errOutput, exitFailed, exitFailed},

@@ -22,6 +22,7 @@ const (
 	flagRetries     = "retries"
 	flagJSON        = "json"
 	flagExpect      = "expect-workers"
+	flagPublicRead  = "public-read"
 
 	envItems       = "ZKDOG_ITEMS"
 	envTimer       = "ZKDOG_TIMER_LIMIT"
@@ -87,6 +88,8 @@ func createFlags() []cli.Flag {
 			Usage: "Create a start barrier; the first worker to start releases it, and the master waits for that."},
 		&cli.IntFlag{Name: flagRetries, EnvVars: envs(envRetries), Value: 0,
 			Usage: "How many more times an item is handed out after its worker vanished without a result."},
+		&cli.BoolFlag{Name: flagPublicRead,
+			Usage: "Let everyone read the job (zkdog status), never change it; without it, only the credentials' owner can read it."},
 		&cli.IntFlag{Name: flagExpect, EnvVars: envs(envExpect), Value: 0,
 			Usage: "Without --items: the job is finished once this many workers have come and gone (default: one)."},
 	}
@@ -118,9 +121,17 @@ func masterAction(c *cli.Context, doCreate, doWait bool) error {
 			return err
 		}
 	}
+	u := useWork
+	if doCreate {
+		u = useCreate
+	}
+	a, err := t.access(u, doCreate && c.Bool(flagPublicRead))
+	if err != nil {
+		return err
+	}
 	ctx, stop := interrupt.Context(c.Context)
 	defer stop()
-	sess, j, err := t.dial(ctx)
+	sess, j, err := t.dial(ctx, a, u, false)
 	if err != nil {
 		return err
 	}

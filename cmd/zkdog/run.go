@@ -87,7 +87,11 @@ func runAction(c *cli.Context) error {
 	defer stop()
 	// The command must be dead before the server can expire the session:
 	// the session warns a kill timeout ahead (capped, see StopLeadFor).
-	sess, j, err := t.dial(ctx, zkconn.WithStopLead(cfg.KillTimeout))
+	a, err := t.access(useWork, false)
+	if err != nil {
+		return err
+	}
+	sess, j, err := t.dial(ctx, a, useWork, true, zkconn.WithStopLead(cfg.KillTimeout))
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,7 @@ func statusCommand() *cli.Command {
 func statusAction(c *cli.Context) error {
 	ctx, stop := interrupt.Context(c.Context)
 	defer stop()
-	_, sess, j, err := openJob(c, ctx)
+	_, sess, j, err := openJob(c, ctx, useRead)
 	if err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func timersCommand() *cli.Command {
 }
 
 func timersAction(c *cli.Context) error {
-	_, sess, j, err := openJob(c, c.Context)
+	_, sess, j, err := openJob(c, c.Context, useRead)
 	if err != nil {
 		return err
 	}

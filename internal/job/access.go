@@ -21,6 +21,9 @@ type Access struct {
 	X509 string
 	// PublicRead lets everyone read the job (zkdog status), never change it.
 	PublicRead bool
+	// From names where the identity came from (the credentials file), for
+	// messages.
+	From string
 }
 
 // Option adjusts a handle.
@@ -69,9 +72,12 @@ func (a Access) Identity() string {
 		ids = append(ids, "x509:"+a.X509)
 	}
 	if len(ids) == 0 {
-		return "no identity"
+		ids = append(ids, "no identity")
 	}
-	return strings.Join(ids, " and ")
+	if a.From != "" {
+		return strings.Join(ids, " and ") + " (credentials file " + a.From + ")"
+	}
+	return strings.Join(ids, " and ") + " (no credentials file)"
 }
 
 // CheckAccess is the first thing a command does with an existing job: it
@@ -87,9 +93,18 @@ func (j *Job) CheckAccess(write bool) error {
 	case errors.Is(err, zk.ErrNoNode):
 		return fmt.Errorf("%w at %s", ErrNoJob, j.L.Root)
 	case errors.Is(err, zk.ErrNoAuth):
-		return fmt.Errorf("%w: %s belongs to another identity than %s, and is not public; use its owner's credentials (--auth-file)", ErrNoAccess, j.L.Root, j.access.Identity())
+		return j.noAccess()
 	case err != nil:
 		return fmt.Errorf("job: reading the ACL of %s: %w", j.L.Root, err)
+	}
+	// What is not a job is said so first, whatever its ACL.
+	if _, err := j.Spec(); err != nil {
+		return err
+	}
+	if len(j.access.owners()) == 0 {
+		// No identity to protect or check (a reader of a public job, a
+		// test's open handle): what is readable is all there is.
+		return nil
 	}
 	if open := openWriters(acl); len(open) > 0 {
 		return fmt.Errorf("%w: %s lets %s change it, so anyone sharing the ensemble could replace its items or forge its results; it was made by hand or by an older zkdog: remove it and create it again", ErrUnsafe, j.L.Root, strings.Join(open, ", "))
@@ -101,6 +116,10 @@ func (j *Job) CheckAccess(write bool) error {
 		j.acl = acl
 	}
 	return nil
+}
+
+func (j *Job) noAccess() error {
+	return fmt.Errorf("%w: %s is private to its owner, and %s may not read it; use the owner's credentials (--auth-file)", ErrNoAccess, j.L.Root, j.access.Identity())
 }
 
 // openWriters lists the ACL entries that let anyone, rather than an

@@ -102,10 +102,12 @@ func (j *Job) session() int64 {
 // Spec reads the job's settings. ErrNoJob when the root does not exist.
 func (j *Job) Spec() (protocol.Job, error) {
 	b, _, err := j.conn.Get(j.L.Root)
-	if errors.Is(err, zk.ErrNoNode) {
+	switch {
+	case errors.Is(err, zk.ErrNoNode):
 		return protocol.Job{}, fmt.Errorf("%w at %s", ErrNoJob, j.L.Root)
-	}
-	if err != nil {
+	case errors.Is(err, zk.ErrNoAuth):
+		return protocol.Job{}, j.noAccess()
+	case err != nil:
 		return protocol.Job{}, fmt.Errorf("job: reading %s: %w", j.L.Root, err)
 	}
 	return decodeJob(j.L.Root, b)

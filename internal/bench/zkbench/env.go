@@ -29,7 +29,7 @@ func (e *env) handle(root string) (*job.Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	return job.New(e.conn(), l), nil
+	return job.New(e.conn(), l, job.WithAccess(e.access)), nil
 }
 
 // createJob creates a job as zkdog master does (job.Create), in process.

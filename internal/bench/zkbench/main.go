@@ -28,6 +28,9 @@ import (
 	"time"
 
 	"github.com/zkdog/zkdog/internal/bench"
+	"github.com/zkdog/zkdog/internal/creds"
+	"github.com/zkdog/zkdog/internal/job"
+	"github.com/zkdog/zkdog/internal/protocol"
 	"github.com/zkdog/zkdog/internal/zkconn"
 	"github.com/zkdog/zkdog/internal/zkserver"
 )
@@ -98,6 +101,19 @@ var (
 )
 
 // env is what every step works with.
+// userAccess is the identity zkdog itself uses by default.
+func userAccess() (job.Access, error) {
+	path, err := creds.DefaultPath()
+	if err != nil {
+		return job.Access{}, err
+	}
+	c, _, err := creds.LoadOrCreate(path)
+	if err != nil {
+		return job.Access{}, err
+	}
+	return job.Access{DigestUser: c.User, DigestSecret: c.Secret(), From: c.Path}, nil
+}
+
 type env struct {
 	ctx    context.Context
 	srv    *zkserver.Server
@@ -112,6 +128,10 @@ type env struct {
 
 	cleanups *cleanups
 	restarts int // servers replaced by restartServer
+	// access is the identity of the zkdog processes the bench runs (the
+	// user's credentials file): in-process handles use it too, so that
+	// both work on the same jobs.
+	access job.Access
 }
 
 func main() {
@@ -267,6 +287,12 @@ func (e *env) startServer() error {
 		return err
 	}
 	e.cleanups.add(sess.Close)
+	if e.access, err = userAccess(); err != nil {
+		return err
+	}
+	if err := job.New(sess.Conn(), protocol.Layout{}, job.WithAccess(e.access)).Authenticate(); err != nil {
+		return err
+	}
 	e.srv, e.addr, e.sess = srv, srv.Addr(), sess
 	e.log.Info("ZooKeeper serves", "addr", e.addr, "pid", srv.Pid(), "dir", srv.Dir())
 	return nil

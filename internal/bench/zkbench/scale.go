@@ -75,7 +75,7 @@ func (e *env) scale() []bench.Row {
 		go func() {
 			defer wg.Done()
 			defer func() { lastExit.Store(max(lastExit.Load(), time.Now().UnixNano())) }()
-			if err := work(sess, j.L, spec, fmt.Sprintf("w%04d", i), &taken); err != nil {
+			if err := work(sess, e.access, j.L, spec, fmt.Sprintf("w%04d", i), &taken); err != nil {
 				mu.Lock()
 				firstErr = cmpOr(firstErr, err)
 				mu.Unlock()
@@ -114,9 +114,12 @@ func (e *env) scale() []bench.Row {
 
 // work is one in-process worker: the protocol steps of zkdog run --loop,
 // with no command between take and record.
-func work(sess *zkconn.Session, l protocol.Layout, spec protocol.Job, id string, taken *atomic.Int64) error {
+func work(sess *zkconn.Session, access job.Access, l protocol.Layout, spec protocol.Job, id string, taken *atomic.Int64) error {
 	defer sess.Close()
-	j := job.New(sess.Conn(), l)
+	j := job.New(sess.Conn(), l, job.WithAccess(access))
+	if err := j.Authenticate(); err != nil {
+		return err
+	}
 	t, err := heartbeat.Start(sess, j, protocol.Timer{ID: id, Host: "zkbench"}, heartbeat.WithKickInterval(spec.Timer()/4))
 	if err != nil {
 		return err
