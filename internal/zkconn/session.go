@@ -151,6 +151,11 @@ type Option func(*options)
 
 type options struct {
 	lead time.Duration
+	// dial makes the connections the tracker wraps and hosts hands it
+	// the addresses; nil means net.DialTimeout and the client's own
+	// DNSHostProvider. WithTLS sets both (tls.go).
+	dial  func(network, address string, timeout time.Duration) (net.Conn, error)
+	hosts zk.HostProvider
 }
 
 // WithStopLead asks for Endangered to close lead before the earliest
@@ -252,12 +257,20 @@ func Dial(ctx context.Context, servers string, timeout time.Duration, log *slog.
 	for _, o := range opts {
 		o(&s.opts)
 	}
+	dial, hosts := s.opts.dial, s.opts.hosts
+	if dial == nil {
+		dial = net.DialTimeout
+	}
+	if hosts == nil {
+		hosts = zk.NewDNSHostProvider()
+	}
 	conn, _, err := zk.Connect(addrs, timeout,
 		zk.WithLogger(clientLogger{s}),
 		zk.WithEventCallback(s.onEvent),
 		// Every connection reports when the server answered; see the
 		// safety argument in the package doc.
-		zk.WithDialer(s.trk.dialer(net.DialTimeout)),
+		zk.WithDialer(s.trk.dialer(dial)),
+		zk.WithHostProvider(hosts),
 		// Bound what a reply may make us allocate; the server's own
 		// jute.maxbuffer default is the natural size.
 		zk.WithMaxBufferSize(4<<20),

@@ -92,6 +92,10 @@ type Config struct {
 	// znode costs ZooKeeper about 840 bytes of live heap, so a job of a
 	// million items needs well over a gigabyte.
 	Heap int64
+
+	// TLS, if set, adds a TLS client port (Server.SecureAddr) to the plain
+	// one; see TLSConfig.
+	TLS *TLSConfig
 }
 
 // DefaultHeap fits the jobs of the tests (a hundred thousand items need
@@ -130,6 +134,7 @@ func (c Config) withDefaults() Config {
 	if c.Heap <= 0 {
 		c.Heap = DefaultHeap
 	}
+	c.TLS = c.TLS.withDefaults()
 	return c
 }
 
@@ -140,6 +145,9 @@ func (c Config) validate() error {
 	if c.MaxSessionTimeout < c.MinSessionTimeout {
 		return fmt.Errorf("zkserver: MaxSessionTimeout %v is below MinSessionTimeout %v",
 			c.MaxSessionTimeout, c.MinSessionTimeout)
+	}
+	if err := c.TLS.validate(); err != nil {
+		return err
 	}
 	return c.installed()
 }

@@ -62,14 +62,15 @@ func StartEnsemble(ctx context.Context, n int, cfg Config) (*Ensemble, error) {
 
 // newEnsemble allocates ports and writes the members' configuration.
 func newEnsemble(dir string, ownsDir bool, n int, cfg Config) (*Ensemble, error) {
-	ports, err := allocPorts(3 * n)
+	w := portsPerServer(cfg, 3)
+	ports, err := allocPorts(w * n)
 	if err != nil {
 		return nil, err
 	}
-	// Each member's client, peer and election ports.
+	// Each member's client, peer and election ports, then its secure port.
 	all := make([][]int, n)
 	for i := range all {
-		all[i] = ports[3*i : 3*i+3 : 3*i+3]
+		all[i] = ports[w*i : w*i+w : w*i+w]
 	}
 	e := &Ensemble{dir: dir, ownsDir: ownsDir}
 	for i := range n {
@@ -81,6 +82,7 @@ func newEnsemble(dir string, ownsDir bool, n int, cfg Config) (*Ensemble, error)
 			ports:  all[i],
 			addr:   loopback(all[i][0]),
 		}
+		m.setSecureAddr()
 		e.members = append(e.members, m)
 		err := os.MkdirAll(m.dir, 0o755)
 		if err == nil {
@@ -117,6 +119,9 @@ func (e *Ensemble) start(ctx context.Context) error {
 		probeCtx, cancel := context.WithTimeout(ctx, probeTimeout)
 		_, err := e.Leader(probeCtx)
 		cancel()
+		if err == nil {
+			err = e.probeSecure(ctx)
+		}
 		// Checked after Leader, which ignores members that are not
 		// running: a member that died meanwhile must fail the start.
 		for i, p := range procs {
@@ -133,11 +138,21 @@ func (e *Ensemble) start(ctx context.Context) error {
 			for i, m := range e.members {
 				tails.WriteString(m.runTail(procs[i]))
 			}
-			return fmt.Errorf("zkserver: ensemble not serving after %v: %w (%w)%s",
-				time.Since(begin).Round(time.Millisecond), ctx.Err(), err, tails.String())
+			return fmt.Errorf("zkserver: ensemble not serving after %v: %w (%w)%s%s",
+				time.Since(begin).Round(time.Millisecond), ctx.Err(), err, nettyHint(tails.String()), tails.String())
 		case <-tick.C:
 		}
 	}
+}
+
+// probeSecure checks every member's secure port, if any; see probeTLS.
+func (e *Ensemble) probeSecure(ctx context.Context) error {
+	for _, m := range e.members {
+		if err := m.probeSecure(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Members returns the members; member i has myid i+1.
@@ -154,6 +169,21 @@ func (e *Ensemble) Addrs() []string {
 	}
 	return addrs
 }
+
+// SecureAddrs returns the members' TLS client addresses, or nil when the
+// ensemble has no TLS.
+func (e *Ensemble) SecureAddrs() []string {
+	var addrs []string
+	for _, m := range e.members {
+		if a := m.SecureAddr(); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs
+}
+
+// SecureConnString is ConnString for the TLS client addresses.
+func (e *Ensemble) SecureConnString() string { return strings.Join(e.SecureAddrs(), ",") }
 
 // ConnString returns the client addresses joined by commas, as in a
 // ZooKeeper connection string; strings.Split(ConnString(), ",") is the

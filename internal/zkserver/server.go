@@ -60,8 +60,10 @@ type Server struct {
 	ownsDir bool // Stop removes dir
 	prefix  string
 	ready   []string // the modes in which the server counts as serving
-	ports   []int    // client port, then peer and election ports of a member
+	ports   []int    // client port, peer and election ports of a member, then the secure port
 	addr    string
+	// secureAddr is the TLS client address; "" without Config.TLS.
+	secureAddr string
 
 	opMu sync.Mutex // serialises Stop, Kill and Restart
 
@@ -86,7 +88,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	for attempt := 1; ; attempt++ {
-		ports, err := allocPorts(1)
+		ports, err := allocPorts(portsPerServer(cfg, 1))
 		if err != nil {
 			return nil, errors.Join(err, removeDir(dir, ownsDir))
 		}
@@ -98,6 +100,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			ports:   ports,
 			addr:    loopback(ports[0]),
 		}
+		s.setSecureAddr()
 		if err = s.writeConfig(nil); err == nil {
 			if err = s.start(ctx); err == nil {
 				return s, nil
@@ -112,6 +115,21 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 // Addr returns the client address, 127.0.0.1:port.
 func (s *Server) Addr() string { return s.addr }
+
+// portsPerServer is how many ports a server needs: plain, its client port
+// (and a member's peer and election ports), and one more for TLS.
+func portsPerServer(cfg Config, plain int) int {
+	if cfg.TLS != nil {
+		return plain + 1
+	}
+	return plain
+}
+
+func (s *Server) setSecureAddr() {
+	if s.cfg.TLS != nil {
+		s.secureAddr = loopback(s.securePort())
+	}
+}
 
 // Dir returns the directory holding the server's data, zoo.cfg and log.
 func (s *Server) Dir() string { return s.dir }
@@ -287,6 +305,12 @@ func (s *Server) command() *exec.Cmd {
 	if _, err := os.Stat(slf4jSimpleJar); err == nil {
 		classpath += string(filepath.ListSeparator) + slf4jSimpleJar
 	}
+	if s.cfg.TLS != nil {
+		// Next to the jar whose manifest leaves it out; see nettyCodecJar.
+		if codec := filepath.Join(filepath.Dir(s.cfg.Jar), nettyCodecJar); fileExists(codec) {
+			classpath += string(filepath.ListSeparator) + codec
+		}
+	}
 	cmd := exec.Command(s.cfg.Java,
 		// Small heap, serial GC and C1 only: ZooKeeper serves in a third
 		// of a second and several JVMs fit on a small CI machine.
@@ -306,32 +330,54 @@ func (s *Server) command() *exec.Cmd {
 	return cmd
 }
 
-// waitServing polls srvr until the server reports one of s.ready.
+// waitServing polls srvr until the server reports one of s.ready and,
+// with TLS, until its secure port answers a handshake.
 func (s *Server) waitServing(ctx context.Context, p *proc) error {
 	begin := time.Now()
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	var last error
 	for {
-		probeCtx, cancel := context.WithTimeout(ctx, probeTimeout)
-		mode, err := queryMode(probeCtx, s.addr)
-		cancel()
+		err := s.probe(ctx)
 		if err == nil {
-			if slices.Contains(s.ready, mode) {
-				return nil
-			}
-			err = fmt.Errorf("mode %s", mode)
+			return nil
 		}
 		last = err
 		select {
 		case <-p.Done():
 			return s.exitError(p)
 		case <-ctx.Done():
-			return fmt.Errorf("zkserver: %s not serving after %v: %w (last srvr: %v)%s",
-				s.addr, time.Since(begin).Round(time.Millisecond), ctx.Err(), last, s.runTail(p))
+			tail := s.runTail(p)
+			return fmt.Errorf("zkserver: %s not serving after %v: %w (last check: %v)%s%s",
+				s.addr, time.Since(begin).Round(time.Millisecond), ctx.Err(), last, nettyHint(tail), tail)
 		case <-tick.C:
 		}
 	}
+}
+
+// probe checks once that the server serves in one of s.ready.
+func (s *Server) probe(ctx context.Context) error {
+	probeCtx, cancel := context.WithTimeout(ctx, probeTimeout)
+	mode, err := queryMode(probeCtx, s.addr)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(s.ready, mode) {
+		return fmt.Errorf("mode %s", mode)
+	}
+	return s.probeSecure(ctx)
+}
+
+// probeSecure checks the secure port, if any; see probeTLS. It has a
+// probeTimeout of its own: a JVM's first handshake takes most of one.
+func (s *Server) probeSecure(ctx context.Context) error {
+	if s.secureAddr == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	return probeTLS(ctx, s.secureAddr)
 }
 
 // exitError describes a run that ended before it served.
@@ -377,6 +423,15 @@ func (s *Server) writeConfig(members [][]int) error {
 		{"forceSync", "no"},
 	} {
 		fmt.Fprintf(&b, "%s=%s\n", kv[0], kv[1])
+	}
+	if s.cfg.TLS != nil {
+		props, err := s.writeTLS()
+		if err != nil {
+			return err
+		}
+		for _, kv := range props {
+			fmt.Fprintf(&b, "%s=%s\n", kv[0], kv[1])
+		}
 	}
 	if members != nil {
 		// initLimit and syncLimit count ticks. With short ticks ZooKeeper's
@@ -461,6 +516,11 @@ func tailFile(path string, from int64, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func loopback(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }

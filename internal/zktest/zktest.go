@@ -16,6 +16,9 @@
 //		...
 //	}
 //
+// TLS servers and clients get their certificates from a CA made for the
+// test (NewCA, CA.Issue): see CA.
+//
 // Servers are stopped and their directories removed when the test ends;
 // if it failed, the end of each server's log is logged first. When
 // ZooKeeper is not installed the test is skipped under -short and fails
