@@ -6,6 +6,7 @@ package master
 
 import (
 	"bufio"
+	"context"
 	"bytes"
 	"errors"
 	"fmt"
@@ -51,6 +52,9 @@ func ReadItems(r io.Reader, name string) ([][]byte, error) {
 // ReadItemsFile reads items from a file, or standard input for "-".
 func ReadItemsFile(name string) ([][]byte, error) {
 	if name == "-" {
+		if fi, err := os.Stdin.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			fmt.Fprintln(os.Stderr, "zkdog: reading items from standard input, one per line; end with Ctrl-D")
+		}
 		return ReadItems(os.Stdin, "standard input")
 	}
 	f, err := os.Open(name)
@@ -75,11 +79,17 @@ type Spec struct {
 
 // Create writes the job. Nothing is left behind if it fails.
 func Create(j *job.Job, s Spec) error {
-	return j.Create(protocol.Job{
+	return Fill(context.Background(), j, s, nil)
+}
+
+// Fill is Create, stopped when ctx is done (nothing is left behind then
+// either), reporting its progress to progress if non-nil.
+func Fill(ctx context.Context, j *job.Job, s Spec, progress job.Progress) error {
+	return j.Fill(ctx, protocol.Job{
 		TimerMillis:   s.Timer.Milliseconds(),
 		Retries:       s.Retries,
 		Sync:          s.Sync,
 		Master:        s.Master,
 		ExpectWorkers: s.ExpectWorkers,
-	}, s.Items)
+	}, s.Items, progress)
 }

@@ -38,15 +38,26 @@ func NewProgress(out io.Writer, tty bool) *Progress {
 
 // Update shows s if enough time has passed since the last line.
 func (p *Progress) Update(s Status) {
+	// The last item done is always shown; a job without items has none.
+	p.show(s.Line(), s.Items > 0 && s.Done >= s.Items)
+}
+
+// Filled shows a fill's progress: items written of total, the rate and
+// the time left.
+func (p *Progress) Filled(written, total int, elapsed time.Duration) {
+	p.show(fillLine(written, total, elapsed), written >= total)
+}
+
+// show writes line if enough time has passed since the last one, or if
+// it is the last.
+func (p *Progress) show(line string, last bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := time.Now()
-	// The last item done is always shown; a job without items has none.
-	if now.Sub(p.last) < p.every && (s.Items == 0 || s.Done < s.Items) {
+	if now.Sub(p.last) < p.every && !last {
 		return
 	}
 	p.last = now
-	line := s.Line()
 	if line == p.lastLine && !p.tty {
 		return
 	}
@@ -57,6 +68,16 @@ func (p *Progress) Update(s Status) {
 		return
 	}
 	fmt.Fprintf(p.out, "zkdog: %s\n", line)
+}
+
+func fillLine(written, total int, elapsed time.Duration) string {
+	rate := float64(written) / max(elapsed.Seconds(), 0.001)
+	eta := "?"
+	if written > 0 {
+		eta = time.Duration(float64(total-written) / rate * float64(time.Second)).Round(time.Second).String()
+	}
+	return fmt.Sprintf("filling: %d/%d items written (%.0f%%), %.0f items/s, eta %s",
+		written, total, 100*float64(written)/float64(max(total, 1)), rate, eta)
 }
 
 // Done ends the live line, so that what follows starts on a line of its own.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -117,7 +118,7 @@ func masterAction(c *cli.Context, doCreate, doWait bool) error {
 	}
 	var spec master.Spec
 	if doCreate {
-		if spec, err = createSpec(c); err != nil {
+		if spec, err = createSpec(c, t.log); err != nil {
 			return err
 		}
 	}
@@ -137,16 +138,35 @@ func masterAction(c *cli.Context, doCreate, doWait bool) error {
 	}
 	defer sess.Close()
 	if doCreate {
-		started := time.Now()
-		if err := master.Create(j, spec); err != nil {
+		if err := fill(ctx, t, j, spec); err != nil {
 			return err
 		}
-		t.log.Info("job created", "root", t.layout.Root, "items", len(spec.Items), "timer", spec.Timer, "in", time.Since(started).Round(time.Millisecond))
 	}
 	if !doWait {
 		return nil
 	}
 	return waitJob(c, ctx, t, j)
+}
+
+// fill creates the job, showing its progress on a terminal (or at
+// intervals in a batch log). Interrupted, it removes what it wrote and
+// returns the signal.
+func fill(ctx context.Context, t target, j *job.Job, spec master.Spec) error {
+	started := time.Now()
+	progress := master.NewProgress(os.Stderr, isTerminal(os.Stderr))
+	err := master.Fill(ctx, j, spec, func(written, total int) {
+		progress.Filled(written, total, time.Since(started))
+	})
+	progress.Done()
+	if ctx.Err() != nil {
+		t.log.Warn("interrupted while filling; the partial job was removed", "root", t.layout.Root)
+		return context.Cause(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	t.log.Info("job created", "root", t.layout.Root, "items", len(spec.Items), "timer", spec.Timer, "in", time.Since(started).Round(time.Millisecond))
+	return nil
 }
 
 // waitJob waits for the job, removes it unless --keep, and prints the
@@ -182,9 +202,13 @@ func waitJob(c *cli.Context, ctx context.Context, t target, j *job.Job) error {
 	return exitStatus(report.Exit)
 }
 
+// largeItemsFile is the size from which reading the items is worth a
+// line: about a second's reading.
+const largeItemsFile = 64 << 20
+
 // createSpec reads and checks everything a new job needs before ZooKeeper
 // is touched, so that bad input changes nothing.
-func createSpec(c *cli.Context) (master.Spec, error) {
+func createSpec(c *cli.Context, log *slog.Logger) (master.Spec, error) {
 	limit := durationOf(c, flagTimer)
 	if limit < 100*time.Millisecond {
 		return master.Spec{}, usagef("--%s %v is too short; give at least 100ms (the default is %v)", flagTimer, limit, defaultTimer)
@@ -201,9 +225,16 @@ func createSpec(c *cli.Context) (master.Spec, error) {
 		if spec.ExpectWorkers > 0 {
 			return master.Spec{}, usagef("--%s is for jobs without --%s: a job with items ends when every item has a result", flagExpect, flagItems)
 		}
+		started := time.Now()
+		if fi, err := os.Stat(name); err == nil && fi.Size() >= largeItemsFile {
+			log.Info("reading and checking the items", "file", name, "MiB", fi.Size()>>20)
+		}
 		items, err := master.ReadItemsFile(name)
 		if err != nil {
 			return master.Spec{}, fmt.Errorf("--%s: %w", flagItems, err)
+		}
+		if time.Since(started) > time.Second {
+			log.Info("items read", "items", len(items), "in", time.Since(started).Round(time.Millisecond))
 		}
 		spec.Items = items
 	}

@@ -53,25 +53,40 @@ func CheckItem(item []byte) error {
 // never see half a queue. If anything fails the job is removed again, and
 // nothing is left but parents that did not exist before.
 func (j *Job) Create(spec protocol.Job, items [][]byte) error {
+	return j.Fill(context.Background(), spec, items, nil)
+}
+
+// Progress reports how many of a fill's items are written.
+type Progress func(written, total int)
+
+// Fill is Create, stopped when ctx is done, and reporting its progress to
+// progress (if non-nil) after every batch. A fill stopped or failed
+// removes what it wrote, the parents it created included, and returns
+// ctx's cause or the error.
+func (j *Job) Fill(ctx context.Context, spec protocol.Job, items [][]byte, progress Progress) error {
 	if err := CheckItems(items); err != nil {
 		return err
 	}
 	spec.Protocol = protocol.Version
 	spec.Items = len(items)
 	spec.State = protocol.StateFilling
-	if err := j.createParents(); err != nil {
-		return err
+	created, err := j.createParents()
+	if err == nil {
+		err = j.createRoot(spec)
+		if errors.Is(err, ErrExists) {
+			return err
+		}
 	}
-	if err := j.createRoot(spec); err != nil {
-		return err
-	}
-	if err := j.fill(spec, items); err != nil {
+	if err == nil {
+		if err = j.fill(ctx, spec, items, progress); err == nil {
+			return nil
+		}
 		if rerr := j.Remove(); rerr != nil {
 			return fmt.Errorf("%w (and removing the partial job failed: %v; run zkdog clear --force)", err, rerr)
 		}
-		return err
 	}
-	return nil
+	j.removeParents(created)
+	return err
 }
 
 // createRoot creates the root in state filling, with the ephemeral filler
@@ -134,26 +149,43 @@ func (j *Job) describeExisting() error {
 	return fmt.Errorf("%w at %s (state %s, %d items); wait for it, or remove it with zkdog clear", ErrExists, j.L.Root, spec.State, spec.Items)
 }
 
-func (j *Job) createParents() error {
+// createParents creates the missing parents of the root and returns the
+// ones it created, deepest last.
+func (j *Job) createParents() ([]string, error) {
 	dir := path.Dir(j.L.Root)
 	if dir == "/" {
-		return nil
+		return nil, nil
 	}
+	var created []string
 	p := ""
 	for _, part := range strings.Split(strings.TrimPrefix(dir, "/"), "/") {
 		p += "/" + part
 		_, err := j.conn.Create(p, nil, 0, j.acl)
+		if err == nil {
+			created = append(created, p)
+		}
 		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
-			return fmt.Errorf("job: creating parent %s: %w", p, err)
+			j.removeParents(created)
+			return nil, fmt.Errorf("job: creating parent %s: %w", p, err)
 		}
 	}
-	return nil
+	return created, nil
 }
 
-func (j *Job) fill(spec protocol.Job, items [][]byte) error {
+// removeParents deletes the parents a failed creation made, deepest
+// first; one another job has come to use meanwhile stays.
+func (j *Job) removeParents(created []string) {
+	for i := len(created) - 1; i >= 0; i-- {
+		if err := j.conn.Delete(created[i], -1); err != nil {
+			return
+		}
+	}
+}
+
+func (j *Job) fill(ctx context.Context, spec protocol.Job, items [][]byte, progress Progress) error {
 	// Buckets first, and waited for: concurrent requests from several
 	// goroutines reach the server in no particular order.
-	dirs := &batcher{job: j}
+	dirs := &batcher{job: j, ctx: ctx}
 	for b := range protocol.Buckets(len(items)) {
 		dirs.create(j.L.ItemBucket(b), nil)
 		dirs.create(j.L.ResultBucket(b), nil)
@@ -161,7 +193,7 @@ func (j *Job) fill(spec protocol.Job, items [][]byte) error {
 	if err := dirs.wait(); err != nil {
 		return fmt.Errorf("job: creating buckets: %w", err)
 	}
-	b := &batcher{job: j}
+	b := &batcher{job: j, ctx: ctx, total: len(items), progress: progress}
 	for i, it := range items {
 		b.create(j.L.Item(i), it)
 	}
@@ -170,6 +202,9 @@ func (j *Job) fill(spec protocol.Job, items [][]byte) error {
 	}
 	if err := b.wait(); err != nil {
 		return fmt.Errorf("job: writing items: %w", err)
+	}
+	if err := context.Cause(ctx); ctx.Err() != nil {
+		return err
 	}
 	return j.markReady(spec)
 }
@@ -204,15 +239,20 @@ func (j *Job) markReady(spec protocol.Job) error {
 
 // batcher groups creates into Multis and keeps a few in flight. The
 // batches may reach the server in any order, so a batch must not depend on
-// another of the same wait.
+// another of the same wait. Once ctx is done no more batches are sent, so
+// a fill stops within the few batches in flight.
 type batcher struct {
-	job   *Job
-	ops   []any
-	bytes int
-	sem   chan struct{}
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	err   error
+	job      *Job
+	ctx      context.Context
+	ops      []any
+	bytes    int
+	sem      chan struct{}
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	err      error
+	total    int
+	written  int
+	progress Progress
 }
 
 func (b *batcher) create(p string, data []byte) {
@@ -227,6 +267,9 @@ func (b *batcher) create(p string, data []byte) {
 func (b *batcher) failed() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.err == nil && b.ctx.Err() != nil {
+		b.err = context.Cause(b.ctx)
+	}
 	return b.err
 }
 
@@ -244,14 +287,24 @@ func (b *batcher) flush() {
 	b.wg.Add(1)
 	go func() {
 		defer func() { <-b.sem; b.wg.Done() }()
-		if _, err := b.job.multi(ops...); err != nil {
-			b.mu.Lock()
-			if b.err == nil {
-				b.err = err
-			}
-			b.mu.Unlock()
-		}
+		_, err := b.job.multi(ops...)
+		b.done(len(ops), err)
 	}()
+}
+
+// done accounts for a batch sent.
+func (b *batcher) done(n int, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err != nil && b.err == nil {
+		b.err = err
+	}
+	if err == nil {
+		b.written += n
+		if b.progress != nil {
+			b.progress(min(b.written, b.total), b.total)
+		}
+	}
 }
 
 func (b *batcher) wait() error {
