@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +28,9 @@ const (
 	flagLogLevel       = "log-level"
 	flagLogFormat      = "log-format"
 	flagAuthFile       = "auth-file"
+	flagTLSCA          = "tls-ca"
+	flagTLSCert        = "tls-cert"
+	flagTLSKey         = "tls-key"
 
 	envZK             = "ZKDOG_ZK"
 	envRoot           = "ZKDOG_ROOT"
@@ -34,6 +38,9 @@ const (
 	envLogLevel       = "ZKDOG_LOG_LEVEL"
 	envLogFormat      = "ZKDOG_LOG_FORMAT"
 	envAuthFile       = "ZKDOG_AUTH_FILE"
+	envTLSCA          = "ZKDOG_TLS_CA"
+	envTLSCert        = "ZKDOG_TLS_CERT"
+	envTLSKey         = "ZKDOG_TLS_KEY"
 
 	defaultZK = "127.0.0.1:2181"
 )
@@ -52,6 +59,12 @@ func commonFlags() []cli.Flag {
 			Usage: "Log format: text or json."},
 		&cli.StringFlag{Name: flagAuthFile, EnvVars: []string{envAuthFile}, TakesFile: true,
 			Usage: "The credentials file, one line USER:SECRET (mode 600, or 640 for a group's copy); default ~/.zkdog/credentials, which zkdog init creates."},
+		&cli.StringFlag{Name: flagTLSCA, EnvVars: []string{envTLSCA}, TakesFile: true,
+			Usage: "Connect to ZooKeeper's secure port with TLS, checking the servers' certificates against this CA file (PEM)."},
+		&cli.StringFlag{Name: flagTLSCert, EnvVars: []string{envTLSCert}, TakesFile: true,
+			Usage: "With --tls-ca: this client certificate (PEM); its subject becomes an identity that owns the jobs created."},
+		&cli.StringFlag{Name: flagTLSKey, EnvVars: []string{envTLSKey}, TakesFile: true,
+			Usage: "With --tls-cert: its private key (PEM, unencrypted)."},
 	}
 }
 
@@ -96,7 +109,9 @@ type target struct {
 	layout   protocol.Layout
 	timeout  time.Duration
 	log      *slog.Logger
-	authFile string // "" for the default
+	authFile string      // "" for the default
+	tls      *tls.Config // nil for a plain connection
+	x509     string      // the client certificate's identity, "" for none
 }
 
 // use is what a command does with a job, which decides the credentials it
@@ -128,13 +143,36 @@ func parseTarget(c *cli.Context) (target, error) {
 	if timeout < time.Second {
 		return target{}, usagef("--%s %v is too short; ZooKeeper grants at least two ticks (4s by default)", flagSessionTimeout, timeout)
 	}
-	return target{servers: c.String(flagZK), layout: l, timeout: timeout, log: log, authFile: c.String(flagAuthFile)}, nil
+	t := target{servers: c.String(flagZK), layout: l, timeout: timeout, log: log, authFile: c.String(flagAuthFile)}
+	if err := t.loadTLS(c); err != nil {
+		return target{}, err
+	}
+	return t, nil
+}
+
+// loadTLS reads the TLS files, if any: a CA makes the connection TLS, a
+// certificate adds its identity.
+func (t *target) loadTLS(c *cli.Context) error {
+	ca, cert, key := c.String(flagTLSCA), c.String(flagTLSCert), c.String(flagTLSKey)
+	if ca == "" && cert == "" && key == "" {
+		return nil
+	}
+	cfg, err := zkconn.LoadTLS(ca, cert, key)
+	if err != nil {
+		return fmt.Errorf("--%s/--%s/--%s: %w", flagTLSCA, flagTLSCert, flagTLSKey, err)
+	}
+	if t.x509, err = zkconn.X509Identity(cfg); err != nil {
+		return err
+	}
+	t.tls = cfg
+	return nil
 }
 
 // access loads the credentials for u: created on first use by the
 // commands that make jobs, required by those that change one, optional
 // for those that only read (a public job).
 func (t target) access(u use, publicRead bool) (job.Access, error) {
+	a := job.Access{X509: t.x509, PublicRead: publicRead}
 	path := t.authFile
 	if path == "" {
 		var err error
@@ -142,30 +180,32 @@ func (t target) access(u use, publicRead bool) (job.Access, error) {
 			return job.Access{}, err
 		}
 	}
-	var (
-		c   creds.Credentials
-		err error
-	)
-	switch u {
-	case useCreate:
-		var created bool
-		c, created, err = creds.LoadOrCreate(path)
-		if created {
-			t.log.Info("created a credentials file; the array's tasks find it in the same home directory", "file", path)
-		}
-	default:
-		c, err = creds.Load(path)
-		if errors.Is(err, creds.ErrMissing) && u == useRead {
-			return job.Access{}, nil
-		}
-		if errors.Is(err, creds.ErrMissing) {
-			err = fmt.Errorf("%w: zkdog init makes one for the job's owner; tasks under another account need a copy of the owner's, given with --%s", err, flagAuthFile)
-		}
-	}
-	if err != nil {
+	c, err := t.loadCreds(u, path)
+	switch {
+	case errors.Is(err, creds.ErrMissing) && (u == useRead || t.x509 != "" && t.authFile == ""):
+		// A reader of a public job needs no identity; a certificate's
+		// identity can own a job instead of a digest one.
+		return a, nil
+	case errors.Is(err, creds.ErrMissing):
+		return job.Access{}, fmt.Errorf("%w: zkdog init makes one for the job's owner; tasks under another account need a copy of the owner's, given with --%s", err, flagAuthFile)
+	case err != nil:
 		return job.Access{}, err
 	}
-	return job.Access{DigestUser: c.User, DigestSecret: c.Secret(), From: c.Path, PublicRead: publicRead}, nil
+	a.DigestUser, a.DigestSecret, a.From = c.User, c.Secret(), c.Path
+	return a, nil
+}
+
+// loadCreds loads the credentials file; the commands that make jobs
+// create it on first use, unless a client certificate is the identity.
+func (t target) loadCreds(u use, path string) (creds.Credentials, error) {
+	if u != useCreate || t.x509 != "" && t.authFile == "" {
+		return creds.Load(path)
+	}
+	c, created, err := creds.LoadOrCreate(path)
+	if created {
+		t.log.Info("created a credentials file; the array's tasks find it in the same home directory", "file", path)
+	}
+	return c, err
 }
 
 // dial opens the session, authenticates it and, for an existing job,
@@ -176,6 +216,9 @@ func (t target) access(u use, publicRead bool) (job.Access, error) {
 func (t target) dial(ctx context.Context, a job.Access, u use, waits bool, opts ...zkconn.Option) (*zkconn.Session, *job.Job, error) {
 	dctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
+	if t.tls != nil {
+		opts = append(opts, zkconn.WithTLS(t.tls))
+	}
 	sess, err := zkconn.Dial(dctx, t.servers, t.timeout, t.log, opts...)
 	if err != nil {
 		return nil, nil, err

@@ -75,6 +75,7 @@ var errorCodes = []struct {
 	// not bad input, though the job errors below match too.
 	{master.ErrRemoved, exitZooKeeper, exitRunFailed},
 	{zkconn.ErrBadServers, exitUsage, exitRunFailed},
+	{zkconn.ErrBadTLS, exitUsage, exitRunFailed},
 	{protocol.ErrBadRoot, exitUsage, exitRunFailed},
 	{job.ErrNoJob, exitUsage, exitRunFailed},
 	{job.ErrIncomplete, exitUsage, exitRunFailed},

@@ -312,3 +312,18 @@ func checkClientCert(leaf *x509.Certificate, now time.Time) error {
 	}
 	return nil
 }
+
+// X509Identity is the identity ZooKeeper's X509AuthenticationProvider
+// gives a client presenting cfg's certificate: its subject in RFC 2253
+// order, most specific first ("CN=alice,O=hpc"), which is also how Go
+// prints a name. "" without a client certificate.
+func X509Identity(cfg *tls.Config) (string, error) {
+	if cfg == nil || len(cfg.Certificates) == 0 || len(cfg.Certificates[0].Certificate) == 0 {
+		return "", nil
+	}
+	leaf, err := x509.ParseCertificate(cfg.Certificates[0].Certificate[0])
+	if err != nil {
+		return "", fmt.Errorf("%w: the client certificate: %v", ErrBadTLS, err)
+	}
+	return leaf.Subject.String(), nil
+}
