@@ -67,29 +67,29 @@ func leftPad(i int) string {
 	return s
 }
 
-// A worker whose wrapper is frozen stops kicking its timer; the master
-// names it and exits 3. The command is told to count any liveness as
-// progress, so only the freeze can stop the kicks.
-func TestFrozenWorkerIsReportedExpired(t *testing.T) {
+// A worker whose wrapper is frozen stops kicking its timer and answering
+// ZooKeeper's pings: its session expires before its timer may be judged
+// (never sooner than twice the session timeout), so the master finds it
+// vanished, not hung, and accounts its item (lost, with no retries). The
+// command is told to count any liveness as progress, so only the freeze
+// can stop the kicks.
+func TestFrozenWrapperIsAWorkerThatVanished(t *testing.T) {
 	root := rootFor(t)
 	conn := connect(t, shared.Addr())
 	m := start(t, opts{}, "master", "--root", root, "--items", writeFile(t, "items", "only-item\n"), "--timer", "2s")
 	waitJob(t, conn, root)
-	w := start(t, opts{}, "run", "--root", root, "--id", "frozen-worker", "--progress", "alive",
+	w := start(t, opts{env: []string{"ZKDOG_SESSION_TIMEOUT=2s"}}, "run", "--root", root, "--id", "frozen-worker", "--progress", "alive",
 		"--sample-interval", "100ms", "--kick-interval", "200ms", "--", "sleep", "300")
 	waitFor(t, "the worker's lease", func() bool {
 		kids, _, _ := conn.Children(root + "/leases")
 		return len(kids) == 1
 	})
 	w.signal(syscall.SIGSTOP)
-	expectExit(t, m, exitHung)
-	stderr := m.stderr.String()
-	for _, want := range []string{"frozen-worker", "only-item", "pid " + strconv.Itoa(w.cmd.Process.Pid)} {
-		if !strings.Contains(stderr, want) {
-			t.Errorf("the master's report does not name %q:\n%s", want, stderr)
-		}
+	expectExit(t, m, exitLost)
+	if stderr := m.stderr.String(); !strings.Contains(stderr, "only-item") || !strings.Contains(stderr, "vanished") {
+		t.Errorf("the master's report does not name the item and why:\n%s", stderr)
 	}
-	// Thawed, the worker finds its job aborted and stops its command.
+	// Thawed, the worker finds its session gone and stops its command.
 	w.signal(syscall.SIGCONT)
 	if code := w.wait(); code != 128+int(syscall.SIGTERM) {
 		t.Errorf("the thawed worker exited %d, want %d (its command stopped by TERM)", code, 128+int(syscall.SIGTERM))
@@ -222,7 +222,7 @@ func TestBadInput(t *testing.T) {
 		{"run relative root", opts{}, []string{"run", "--root", "bad/a", "--", "true"}, 125, "not an absolute path"},
 		{"no root", opts{}, []string{"master", "--items", good}, exitUsage, "--root is required"},
 		{"missing items file", opts{}, []string{"master", "--root", "/bad/b", "--items", "/nonexistent/items"}, exitUsage, "no such file"},
-		{"item too large", opts{}, []string{"master", "--root", "/bad/c", "--items", big}, exitUsage, "line 2 is 65537 bytes"},
+		{"item too large", opts{}, []string{"master", "--root", "/bad/c", "--items", big}, exitUsage, "line 2: job: item too large: 65537 bytes"},
 		{"empty items", opts{}, []string{"master", "--root", "/bad/d", "--items", empty}, exitUsage, "has no items"},
 		{"bad duration", opts{}, []string{"master", "--root", "/bad/e", "--items", good, "--timer", "soon"}, exitUsage, "bad duration"},
 		{"unknown flag", opts{}, []string{"master", "--root", "/bad/f", "--frobnicate"}, exitUsage, "frobnicate"},

@@ -143,7 +143,9 @@ func TestSlurmArray(t *testing.T) {
 // it by its Slurm array task id, exits 3, and the other tasks are stopped.
 func TestSlurmHungTask(t *testing.T) {
 	c := slurmtest.ForTestWith(t, slurmtest.Config{CPUs: 8})
-	s := submit(t, c, "slurm", "item-0\nhang-1\nitem-2\nitem-3\n", 2, "TIMER=3s")
+	// A 2 s session keeps the timer's limit (at least twice the
+	// worker's session timeout) at 4 s.
+	s := submit(t, c, "slurm", "item-0\nhang-1\nitem-2\nitem-3\n", 2, "TIMER=3s", "ZKDOG_SESSION_TIMEOUT=2s")
 	r, job := s.masterReport(t, c, "zkdog-report-*.json")
 	if job.ExitCode != "3:0" || r.Exit != exitHung || len(r.Expired) == 0 {
 		t.Fatalf("master job exit %s, report %+v; want 3 and an expired timer", job.ExitCode, r)

@@ -197,7 +197,12 @@ func TestProgressDetection(t *testing.T) {
 			root := rootFor(t)
 			tmp := t.TempDir()
 			progressFile := filepath.Join(tmp, "progress")
-			o := opts{env: []string{"PATH=" + binDir + ":" + os.Getenv("PATH"), "BIG=" + big, "TMP=" + tmp, "PROGRESS=" + progressFile}}
+			// A 2 s session keeps the timer's limit (never less than twice
+			// the worker's session timeout) at 4 s, within the 5 s the
+			// progressing commands run: a kind of progress not seen would
+			// be called hung.
+			o := opts{env: []string{"PATH=" + binDir + ":" + os.Getenv("PATH"), "BIG=" + big, "TMP=" + tmp, "PROGRESS=" + progressFile,
+				"ZKDOG_SESSION_TIMEOUT=2s"}}
 			conn := connect(t, shared.Addr())
 			m := start(t, o, "master", "--root", root, "--items", writeFile(t, "items", "x\n"), "--timer", "2s")
 			waitJob(t, conn, root)

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/zkdog/zkdog/internal/job"
 	"github.com/zkdog/zkdog/worker"
 )
 
@@ -34,6 +36,9 @@ func consumeAction(c *cli.Context) error {
 		id = hostPid()
 	}
 	claim, err := worker.Consume(c.Context, j, id)
+	if errors.Is(err, job.ErrEmpty) {
+		return marked{fmt.Errorf("the queue of %s is empty", j.L.Root), job.ErrEmpty}
+	}
 	if err != nil {
 		return err
 	}

@@ -231,7 +231,8 @@ func createSpec(c *cli.Context, log *slog.Logger) (master.Spec, error) {
 		}
 		items, err := master.ReadItemsFile(name)
 		if err != nil {
-			return master.Spec{}, fmt.Errorf("--%s: %w", flagItems, err)
+			// Whatever is wrong with the items is the caller's input.
+			return master.Spec{}, marked{fmt.Errorf("--%s: %w", flagItems, err), errUsage}
 		}
 		if time.Since(started) > time.Second {
 			log.Info("items read", "items", len(items), "in", time.Since(started).Round(time.Millisecond))
