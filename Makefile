@@ -48,6 +48,7 @@ test-short:
 ## bench: the benchmarks, printing their figures.
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./supervise/
+	$(GO) test -run '^$$' -bench TakeRecord -benchtime 2000x -count 1 ./internal/job/
 	./scripts/bench.sh
 
 ## demo: a local ZooKeeper, a master and workers; a clean run, then a hung worker caught.
