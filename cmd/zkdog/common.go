@@ -223,7 +223,7 @@ func (t target) dial(ctx context.Context, a job.Access, u use, waits bool, opts 
 	if err != nil {
 		return nil, nil, err
 	}
-	j := job.New(sess.Conn(), t.layout, job.WithAccess(a))
+	j := job.New(sess.Conn(), t.layout, job.WithAccess(a), job.WithLog(t.log))
 	err = j.Authenticate()
 	if err == nil && u != useCreate && !waits {
 		err = j.CheckAccess(u == useWork)

@@ -3,6 +3,7 @@ package job
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/go-zookeeper/zk"
@@ -35,6 +36,23 @@ func WithAccess(a Access) Option {
 	return func(j *Job) {
 		j.access = a
 		j.acl = a.acl()
+	}
+}
+
+// WithLog names, on log, the records of the job the handle cannot read
+// (a znode of the wrong shape, another version's record): once each, at
+// warning level, with its path.
+func WithLog(log *slog.Logger) Option {
+	return func(j *Job) { j.log = log }
+}
+
+// unreadable names a record the handle passes over.
+func (j *Job) unreadable(path string, err error) {
+	if j.log == nil {
+		return
+	}
+	if _, seen := j.named.LoadOrStore(path, true); !seen {
+		j.log.Warn("passing over a znode this zkdog cannot read", "path", path, "err", err)
 	}
 }
 

@@ -71,7 +71,7 @@ func (j *Job) takeRetry(ctx context.Context, lease protocol.Lease) (Claim, error
 	if err != nil {
 		return Claim{}, j.listErr(j.L.Retry(), err)
 	}
-	for _, t := range turns(names) {
+	for _, t := range j.turns(j.L.Retry(), names) {
 		c, err := j.claim(ctx, t, lease, true)
 		if errors.Is(err, errTaken) {
 			continue

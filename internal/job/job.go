@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -69,6 +70,9 @@ type Job struct {
 	sess     int64
 	// localClock: Timers measured ages by this host's clock.
 	localClock atomic.Bool
+	// log names unreadable records, each once (named); nil says nothing.
+	log   *slog.Logger
+	named sync.Map
 }
 
 // LocalClock reports whether the last ages were measured by this host's

@@ -20,9 +20,12 @@ func (j *Job) Finished(b int) (map[int]bool, error) {
 	}
 	done := make(map[int]bool, len(names))
 	for _, n := range names {
-		if i, _, err := protocol.ParseResultName(n); err == nil {
-			done[i] = true
+		i, _, err := protocol.ParseResultName(n)
+		if err != nil {
+			j.unreadable(j.L.ResultBucket(b)+"/"+n, err)
+			continue
 		}
+		done[i] = true
 	}
 	return done, nil
 }
@@ -126,10 +129,11 @@ func (j *Job) Outcomes(spec protocol.Job) ([]Outcome, error) {
 		return nil, j.listErr(j.L.Results(), err)
 	}
 	var out []Outcome
-	for _, names := range lists {
+	for b, names := range lists {
 		for _, n := range names {
 			i, o, err := protocol.ParseResultName(n)
 			if err != nil {
+				j.unreadable(j.L.ResultBucket(b)+"/"+n, err)
 				continue
 			}
 			out = append(out, Outcome{Index: i, Outcome: o})
@@ -145,11 +149,13 @@ func (j *Job) ResultOf(o Outcome) (protocol.Result, []byte, error) {
 		r    protocol.Result
 		item []byte
 	)
+	p := j.L.Result(o.Index, o.Outcome)
+	var decodeErr error
 	err := parallel(2,
 		func() error {
-			b, _, err := j.conn.Get(j.L.Result(o.Index, o.Outcome))
+			b, _, err := j.conn.Get(p)
 			if err == nil {
-				r, err = protocol.DecodeResult(b)
+				r, decodeErr = protocol.DecodeResult(b)
 			}
 			return err
 		},
@@ -157,6 +163,12 @@ func (j *Job) ResultOf(o Outcome) (protocol.Result, []byte, error) {
 	)
 	if err != nil {
 		return r, nil, fmt.Errorf("job: reading the result of item %d: %w", o.Index, err)
+	}
+	if decodeErr != nil {
+		// The outcome is in the name, so the item still counts; what the
+		// record would have said is replaced by why it cannot.
+		j.unreadable(p, decodeErr)
+		r = protocol.Result{Outcome: o.Outcome, Exit: -1, Reason: fmt.Sprintf("its result record %s is unreadable: %v", p, decodeErr)}
 	}
 	return r, item, nil
 }

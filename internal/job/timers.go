@@ -153,6 +153,7 @@ func (j *Job) readTimer(name string) (*TimerState, error) {
 	}
 	t, err := protocol.DecodeTimer(b)
 	if err != nil {
+		j.unreadable(j.L.Timer(name), err)
 		// Its age still counts: a timer nobody can read must not hide
 		// a hung worker.
 		t = protocol.Timer{ID: fmt.Sprintf("(unreadable %s: %v)", path.Join(j.L.Timers(), name), err)}

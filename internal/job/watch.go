@@ -109,7 +109,7 @@ func (j *Job) WatchLeases() ([]protocol.Turn, Watch, error) {
 	if err != nil {
 		return nil, nil, j.listErr(j.L.Leases(), err)
 	}
-	return turns(names), watchOf(ch), nil
+	return j.turns(j.L.Leases(), names), watchOf(ch), nil
 }
 
 // Leases lists the turns being worked on.
@@ -118,7 +118,7 @@ func (j *Job) Leases() ([]protocol.Turn, error) {
 	if err != nil {
 		return nil, j.listErr(j.L.Leases(), err)
 	}
-	return turns(names), nil
+	return j.turns(j.L.Leases(), names), nil
 }
 
 // Retries lists the turns waiting for a worker on the retry list.
@@ -127,7 +127,7 @@ func (j *Job) Retries() ([]protocol.Turn, error) {
 	if err != nil {
 		return nil, j.listErr(j.L.Retry(), err)
 	}
-	return turns(names), nil
+	return j.turns(j.L.Retry(), names), nil
 }
 
 func (j *Job) listErr(p string, err error) error {
@@ -137,14 +137,17 @@ func (j *Job) listErr(p string, err error) error {
 	return fmt.Errorf("job: listing %s: %w", p, err)
 }
 
-// turns parses lease or retry entry names; a name of another shape is no
-// turn of this protocol and is left out.
-func turns(names []string) []protocol.Turn {
+// turns parses the lease or retry entry names under dir; a name of another
+// shape is no turn of this protocol: it is named (once) and left out.
+func (j *Job) turns(dir string, names []string) []protocol.Turn {
 	out := make([]protocol.Turn, 0, len(names))
 	for _, n := range names {
-		if t, err := protocol.ParseTurn(n); err == nil {
-			out = append(out, t)
+		t, err := protocol.ParseTurn(n)
+		if err != nil {
+			j.unreadable(dir+"/"+n, err)
+			continue
 		}
+		out = append(out, t)
 	}
 	return out
 }
