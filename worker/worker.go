@@ -247,20 +247,21 @@ func (w *Worker) childEnv(c *job.Claim) []string {
 // Args replaces every {} in the command's arguments (not its name) with
 // the item, the way find -exec and xargs -I do. Each argument stays one
 // argument whatever the item holds, so no shell ever reads the item as
-// code, with one exception made safe: in the script of a shell's -c (sh
-// -c '... {} ...'), where the shell would run the item's text as code,
-// {} becomes the item quoted for the shell, as GNU parallel quotes its
-// replacement strings. The item is data, never code.
+// code. The script of a shell's -c (sh -c '... {} ...') is the exception
+// made safe: a shell would run the item's text there, so {} becomes a
+// reference to $ZKDOG_ITEM instead, quoted for where it stands. The
+// shell expands a parameter without ever parsing its value, so the item
+// is data, never code, whatever quotes, $( ) or backquotes surround it.
 func Args(command []string, item string) []string {
 	out := make([]string, len(command))
 	out[0] = command[0]
 	script := shellScript(command)
 	for i, a := range command[1:] {
-		repl := item
 		if i+1 == script {
-			repl = shellQuote(item)
+			out[i+1] = scriptWithItem(a)
+			continue
 		}
-		out[i+1] = strings.ReplaceAll(a, Placeholder, repl)
+		out[i+1] = strings.ReplaceAll(a, Placeholder, item)
 	}
 	return out
 }
@@ -301,9 +302,65 @@ func shellScript(command []string) int {
 	return -1
 }
 
-// shellQuote makes s one word of the POSIX shell, whatever it holds.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+// Where a {} stands in a script, and what stands in for the item there:
+// the item's exact text in each case, as one word.
+const (
+	itemUnquoted = `"${` + EnvItem + `}"`
+	itemInDouble = `${` + EnvItem + `}`
+	itemInSingle = `'"${` + EnvItem + `}"'` // close, expand in double quotes, reopen
+)
+
+// scriptWithItem replaces each {} in a shell script by a reference to the
+// item, quoted for the quoting it stands in: outside quotes, inside "..."
+// or '...', and afresh inside $( ) and backquotes, which start a new
+// context wherever they stand. A \ escapes the next character, so \{}
+// stays a literal {}. Where the reading is wrong (a heredoc, a case
+// pattern), the reference is still only expanded, never run.
+func scriptWithItem(script string) string {
+	var b strings.Builder
+	var outer []byte // the quotes around each $( or ` being read
+	quote := byte(0) // 0, '\'' or '"': the quotes {} would stand in
+	for i := 0; i < len(script); i++ {
+		c := script[i]
+		switch {
+		case strings.HasPrefix(script[i:], Placeholder):
+			b.WriteString(itemIn(quote))
+			i++
+			continue
+		case c == '\\' && quote != '\'' && i+1 < len(script):
+			b.WriteByte(c)
+			i++
+			c = script[i]
+		case quote != '\'' && (strings.HasPrefix(script[i:], "$(") || c == '`' && !closes(outer, '`', quote)):
+			outer = append(outer, quote, c)
+			quote = 0
+		case quote == 0 && len(outer) > 0 && (c == ')' && outer[len(outer)-1] == '$' || c == '`' && outer[len(outer)-1] == '`'):
+			quote, outer = outer[len(outer)-2], outer[:len(outer)-2]
+		case c == '\'' && quote != '"', c == '"' && quote != '\'':
+			if quote == c {
+				quote = 0
+			} else {
+				quote = c
+			}
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// closes reports whether c, read in quote, closes the innermost of outer.
+func closes(outer []byte, c, quote byte) bool {
+	return quote == 0 && len(outer) > 0 && outer[len(outer)-1] == c
+}
+
+func itemIn(quote byte) string {
+	switch quote {
+	case '"':
+		return itemInDouble
+	case '\'':
+		return itemInSingle
+	}
+	return itemUnquoted
 }
 
 func (w *Worker) stdin(c *job.Claim) io.Reader {

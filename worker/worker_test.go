@@ -44,10 +44,12 @@ func TestArgs(t *testing.T) {
 		{"item holding a placeholder is not expanded again", []string{"./work", "{}"}, "a{}b", []string{"./work", "a{}b"}},
 		{"item with shell characters is not interpreted", []string{"./work", "{}"}, "$(rm -rf ~); `x` *", []string{"./work", "$(rm -rf ~); `x` *"}},
 		{"braces that are not a placeholder", []string{"awk", "{print $1}", "{ }", "{}"}, "f", []string{"awk", "{print $1}", "{ }", "f"}},
-		{"a shell's script gets the item quoted", []string{"sh", "-c", "./work {} > out/{}.log"}, "a; touch pwned",
-			[]string{"sh", "-c", "./work 'a; touch pwned' > out/'a; touch pwned'.log"}},
-		{"quotes inside the item survive", []string{"/bin/bash", "-euc", "echo {}"}, "it's $(id)", []string{"/bin/bash", "-euc", `echo 'it'\''s $(id)'`}},
-		{"a shell's -o takes an argument", []string{"bash", "-o", "pipefail", "-c", "x {}"}, "a b", []string{"bash", "-o", "pipefail", "-c", "x 'a b'"}},
+		{"a shell's script refers to the item", []string{"sh", "-c", "./work {} > out/{}.log"}, "a; touch pwned",
+			[]string{"sh", "-c", `./work "${ZKDOG_ITEM}" > out/"${ZKDOG_ITEM}".log`}},
+		{"in double quotes", []string{"/bin/bash", "-euc", `echo "$1/{}"`, "sh", "dir"}, "x", []string{"/bin/bash", "-euc", `echo "$1/${ZKDOG_ITEM}"`, "sh", "dir"}},
+		{"in single quotes", []string{"sh", "-c", `grep '{}' f`}, "x", []string{"sh", "-c", `grep ''"${ZKDOG_ITEM}"'' f`}},
+		{"an escaped placeholder stays", []string{"sh", "-c", `echo \{} {}`}, "x", []string{"sh", "-c", `echo \{} "${ZKDOG_ITEM}"`}},
+		{"a shell's -o takes an argument", []string{"bash", "-o", "pipefail", "-c", "x {}"}, "a b", []string{"bash", "-o", "pipefail", "-c", `x "${ZKDOG_ITEM}"`}},
 		{"a shell's positional arguments are data already", []string{"sh", "-c", `./work "$1"`, "sh", "{}"}, "$(x)", []string{"sh", "-c", `./work "$1"`, "sh", "$(x)"}},
 		{"a script file is not a -c script", []string{"sh", "work.sh", "{}"}, "a;b", []string{"sh", "work.sh", "a;b"}},
 	} {
@@ -65,19 +67,23 @@ func TestArgs(t *testing.T) {
 }
 
 // TestShellScriptItemIsData runs the shell: an item full of shell syntax,
-// put into a -c script by {}, is printed, not run.
+// put into a -c script by {} wherever it stands, is printed, not run.
 func TestShellScriptItemIsData(t *testing.T) {
 	dir := t.TempDir()
-	for _, item := range []string{"a; touch pwned", "$(touch pwned)", "`touch pwned`", "x' ; touch pwned; echo '", "a\nb", "*"} {
-		args := worker.Args([]string{"sh", "-c", "printf '%s' {}"}, item)
-		cmd := exec.Command(args[0], args[1:]...)
-		cmd.Dir = dir
-		out, err := cmd.Output()
-		if err != nil || string(out) != item {
-			t.Errorf("item %q printed %q (%v), want the item itself", item, out, err)
-		}
-		if _, err := os.Stat(filepath.Join(dir, "pwned")); err == nil {
-			t.Fatalf("item %q ran as code: pwned was created", item)
+	scripts := []string{`printf '%s' {}`, `printf '%s' "{}"`, `printf '%s' '{}'`, `printf '%s' "$(printf '%s' {})"`, "printf '%s' \"`printf '%s' {}`\""}
+	for _, item := range []string{"a; touch pwned", "$(touch pwned)", "`touch pwned`", "x' ; touch pwned; echo '", `x" ; touch pwned; echo "`, "a\\nb", "*", "a  b"} {
+		for _, script := range scripts {
+			args := worker.Args([]string{"sh", "-c", script}, item)
+			cmd := exec.Command(args[0], args[1:]...)
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), worker.EnvItem+"="+item)
+			out, err := cmd.Output()
+			if err != nil || string(out) != item {
+				t.Errorf("item %q in %s printed %q (%v), want the item itself", item, script, out, err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "pwned")); err == nil {
+				t.Fatalf("item %q in %s ran as code: pwned was created", item, script)
+			}
 		}
 	}
 }

@@ -27,24 +27,23 @@ func clearCommand() *cli.Command {
 }
 
 func clearAction(c *cli.Context) error {
-	t, sess, j, err := openJob(c, c.Context, useWork)
-	if err != nil {
-		return err
-	}
-	defer sess.Close()
 	type outcome struct {
 		Root    string `json:"root"`
 		Removed bool   `json:"removed"`
 		Stopped int    `json:"workers_stopped"`
 	}
-	// Only what decodes as a zkdog job is removed, however much of it is
-	// left: a removal that was interrupted must not make it unremovable.
-	if _, err := j.Spec(); errors.Is(err, job.ErrNoJob) {
+	// Only what decodes as a zkdog job is removed (openJob checks),
+	// however much of it is left: a removal that was interrupted must not
+	// make it unremovable.
+	t, sess, j, err := openJob(c, c.Context, useWork)
+	if errors.Is(err, job.ErrNoJob) {
 		t.log.Info("no job there; nothing to clear", "root", t.layout.Root)
 		return printJSON(c, outcome{Root: t.layout.Root})
-	} else if err != nil {
+	}
+	if err != nil {
 		return err
 	}
+	defer sess.Close()
 	alive, err := j.LiveTimers()
 	if err != nil {
 		return err

@@ -37,7 +37,7 @@ func consumeAction(c *cli.Context) error {
 	}
 	claim, err := worker.Consume(c.Context, j, id)
 	if errors.Is(err, job.ErrEmpty) {
-		return marked{fmt.Errorf("the queue of %s is empty", j.L.Root), job.ErrEmpty}
+		return marked{fmt.Errorf("%s: the queue is empty", j.L.Root), job.ErrEmpty}
 	}
 	if err != nil {
 		return err
