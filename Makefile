@@ -12,7 +12,10 @@ ZK_JAR   := /usr/share/java/zookeeper.jar
 # The scheduler tests run a real single-node Slurm, and its Torque-style qsub.
 SLURM_PKGS := slurmctld slurmd slurm-client slurm-wlm-torque
 
-.PHONY: all deps test-deps build test test-short bench demo clean
+.PHONY: all deps test-deps build test test-short fuzz bench demo clean
+
+# How long make fuzz runs each fuzz target; make test runs each for 3s.
+FUZZTIME ?= 60s
 
 all: build
 
@@ -36,10 +39,16 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/zkdog ./cmd/zkdog
 	$(GO) build -o $(BIN)/zkserve ./internal/zkserver/zkserve
 
-## test: vet, then every test with the race detector, against real ZooKeeper.
+## test: vet, then every test with the race detector, against real ZooKeeper,
+## then every fuzz target briefly.
 test: test-deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
+	./scripts/fuzz.sh 3s
+
+## fuzz: every fuzz target for FUZZTIME each; commit what it finds (testdata/fuzz).
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
 
 ## test-short: unit tests only, no ZooKeeper needed.
 test-short:

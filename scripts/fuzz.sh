@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Run every Go fuzz target of the module for a bounded time each:
+#   scripts/fuzz.sh 60s   (make fuzz)
+#   scripts/fuzz.sh 3s    (make test: a short run keeps the targets honest)
+# A failing input is written under the package's testdata/fuzz/ by go test;
+# commit it, so that every later `go test` runs it as a seed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+time=${1:-60s}
+status=0
+while IFS=: read -r file name; do
+	pkg=./$(dirname "$file")
+	echo "== $pkg $name ($time)"
+	if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$time" -parallel 1 "$pkg"; then
+		status=1
+	fi
+done < <(grep -HoE '^func (Fuzz[A-Za-z0-9_]+)\(' --include='*_test.go' -r . | sed -E 's/^\.\///; s/:func (Fuzz[A-Za-z0-9_]+)\($/:\1/' | sort)
+exit $status
