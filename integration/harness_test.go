@@ -66,15 +66,6 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	// A home of the tests' own: zkdog init makes its credentials file
-	// there, as on a user's first job, and every zkdog the tests run, and
-	// their own connections, use it.
-	home := filepath.Join(dir, "home")
-	os.Setenv("HOME", home)
-	if testCreds, _, err = creds.LoadOrCreate(filepath.Join(home, ".zkdog", "credentials")); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	zkdogBin, zkdogFast = filepath.Join(dir, "zkdog"), filepath.Join(dir, "fast", "zkdog")
 	for _, b := range [][]string{{"-race", "-o", zkdogBin}, {"-o", zkdogFast}} {
 		build := exec.Command("go", append(append([]string{"build"}, b...), "../cmd/zkdog")...)
@@ -83,6 +74,16 @@ func testMain(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "building zkdog:", err)
 			return 1
 		}
+	}
+	// A home of the tests' own, set after the builds (which need the
+	// user's module and build caches): zkdog init makes its credentials
+	// file there, as on a user's first job, and every zkdog the tests
+	// run, and their own connections, use it.
+	home := filepath.Join(dir, "home")
+	os.Setenv("HOME", home)
+	if testCreds, _, err = creds.LoadOrCreate(filepath.Join(home, ".zkdog", "credentials")); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
 	if err := zkserver.Installed(); err != nil {
 		if isShort() {

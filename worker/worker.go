@@ -270,10 +270,31 @@ func Args(command []string, item string) []string {
 // language.
 var shells = map[string]bool{"sh": true, "bash": true, "dash": true, "ash": true, "ksh": true, "mksh": true, "zsh": true}
 
+// wrappers are the programs that run another command given after their
+// own options (env VAR=x sh -c ..., nice -n 5 sh -c ..., timeout 60 sh
+// -c ...), so that the shell behind them is found too.
+var wrappers = map[string]bool{"env": true, "nice": true, "nohup": true, "timeout": true, "stdbuf": true,
+	"setsid": true, "ionice": true, "chrt": true, "taskset": true, "time": true, "exec": true, "command": true}
+
 // shellScript is the index of the script argument when command runs a
-// shell with -c, or -1: the first operand after options that include c
-// (-c, -ec, -euc; -o NAME and +o NAME take an argument).
+// shell with -c, directly or through wrappers, or -1: the first operand after options that include c
+// (-c, -ec, -euc). Every o or O in an option cluster takes the next
+// argument (-o NAME, +o NAME, -euo NAME, -oc NAME SCRIPT), as do bash's
+// --rcfile and --init-file, and a lone - ends the options like --.
 func shellScript(command []string) int {
+	if wrappers[filepath.Base(command[0])] {
+		// env, nice, timeout ... run their last operands as a command:
+		// the shell is the first argument that names one.
+		for k := 1; k < len(command); k++ {
+			if shells[filepath.Base(command[k])] {
+				if i := shellScript(command[k:]); i >= 0 {
+					return k + i
+				}
+				return -1
+			}
+		}
+		return -1
+	}
 	if !shells[filepath.Base(command[0])] {
 		return -1
 	}
@@ -281,15 +302,16 @@ func shellScript(command []string) int {
 	for i := 1; i < len(command); i++ {
 		a := command[i]
 		switch {
-		case a == "-o" || a == "+o" || a == "-O" || a == "+O":
-			i++
-		case a == "--":
+		case a == "--" || a == "-":
 			if withC && i+1 < len(command) {
 				return i + 1
 			}
 			return -1
+		case a == "--rcfile" || a == "--init-file":
+			i++
 		case len(a) > 1 && (a[0] == '-' || a[0] == '+') && !strings.HasPrefix(a, "--"):
 			withC = withC || (a[0] == '-' && strings.ContainsRune(a[1:], 'c'))
+			i += strings.Count(a[1:], "o") + strings.Count(a[1:], "O")
 		case strings.HasPrefix(a, "--"):
 			// a long option (bash --norc)
 		default:

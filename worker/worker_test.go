@@ -51,6 +51,7 @@ func TestArgs(t *testing.T) {
 		{"an escaped placeholder stays", []string{"sh", "-c", `echo \{} {}`}, "x", []string{"sh", "-c", `echo \{} "${ZKDOG_ITEM}"`}},
 		{"a shell's -o takes an argument", []string{"bash", "-o", "pipefail", "-c", "x {}"}, "a b", []string{"bash", "-o", "pipefail", "-c", `x "${ZKDOG_ITEM}"`}},
 		{"a shell's positional arguments are data already", []string{"sh", "-c", `./work "$1"`, "sh", "{}"}, "$(x)", []string{"sh", "-c", `./work "$1"`, "sh", "$(x)"}},
+		{"behind a wrapper", []string{"env", "A=1", "timeout", "60", "sh", "-c", "echo {}"}, "x;y", []string{"env", "A=1", "timeout", "60", "sh", "-c", `echo "${ZKDOG_ITEM}"`}},
 		{"a script file is not a -c script", []string{"sh", "work.sh", "{}"}, "a;b", []string{"sh", "work.sh", "a;b"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

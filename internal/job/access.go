@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/go-zookeeper/zk"
@@ -106,7 +107,7 @@ func (a Access) Identity() string {
 // whatever the secret; only an access tells, so this one is made before
 // anything is taken or changed.
 func (j *Job) CheckAccess(write bool) error {
-	acl, _, err := j.conn.GetACL(j.L.Root)
+	acl, err := j.jobACL()
 	switch {
 	case errors.Is(err, zk.ErrNoNode):
 		return fmt.Errorf("%w at %s", ErrNoJob, j.L.Root)
@@ -138,6 +139,39 @@ func (j *Job) CheckAccess(write bool) error {
 
 func (j *Job) noAccess() error {
 	return fmt.Errorf("%w: %s is private to its owner, and %s may not read it; use the owner's credentials (--auth-file)", ErrNoAccess, j.L.Root, j.access.Identity())
+}
+
+// jobACL reads the ACL of the root and of its fixed children, and returns
+// the root's: a child left open under a private root would let anyone
+// forge what it holds, so an open entry on any of them counts. They are
+// read together, about one round trip.
+func (j *Job) jobACL() ([]zk.ACL, error) {
+	paths := []string{j.L.Root, j.L.Items(), j.L.Results(), j.L.Leases(), j.L.Retry(), j.L.Timers(),
+		j.L.Cursor(), j.L.Done(), j.L.Failed(), j.L.Clock(), j.L.Workers()}
+	acls := make([][]zk.ACL, len(paths))
+	fns := make([]func() error, len(paths))
+	for i, p := range paths {
+		fns[i] = func() error {
+			acl, _, err := j.conn.GetACL(p)
+			if errors.Is(err, zk.ErrNoNode) && i > 0 {
+				return nil // a job partly removed is still checked by what is left
+			}
+			acls[i] = acl
+			return err
+		}
+	}
+	if err := parallel(len(fns), fns...); err != nil {
+		return nil, err
+	}
+	root := acls[0]
+	for _, acl := range acls[1:] {
+		for _, e := range acl {
+			if e.Perms&^zk.PermRead != 0 && e.Scheme != "digest" && e.Scheme != "x509" {
+				root = append(slices.Clone(root), e) // named by openWriters
+			}
+		}
+	}
+	return root, nil
 }
 
 // openWriters lists the ACL entries that let anyone, rather than an

@@ -117,12 +117,26 @@ func (j *Job) createRoot(spec protocol.Job) error {
 			}
 			return j.describeExisting()
 		case !Transient(err):
-			return fmt.Errorf("job: creating %s: %w", j.L.Root, err)
+			return j.createErr(path.Dir(j.L.Root), err)
 		}
 		if perr := pause(ctx); perr != nil {
 			return fmt.Errorf("job: creating %s: %w (gave up: %w)", j.L.Root, err, perr)
 		}
 	}
+}
+
+// createErr explains a failed create under parent: refused, it names
+// whose parent it is.
+func (j *Job) createErr(parent string, err error) error {
+	if !errors.Is(err, zk.ErrNoAuth) {
+		return fmt.Errorf("job: creating %s: %w", j.L.Root, err)
+	}
+	owners := "another identity"
+	if acl, _, aerr := j.conn.GetACL(parent); aerr == nil {
+		owners = Owners(acl)
+	}
+	return fmt.Errorf("%w: %s belongs to %s, and %s may not create %s under it; choose a --root of your own (the recipes use /zkdog/$(id -un)/...)",
+		ErrNoAccess, parent, owners, j.access.Identity(), j.L.Root)
 }
 
 // createPatience bounds how long creating a job rides out a connection
@@ -166,7 +180,7 @@ func (j *Job) createParents() ([]string, error) {
 		}
 		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
 			j.removeParents(created)
-			return nil, fmt.Errorf("job: creating parent %s: %w", p, err)
+			return nil, j.createErr(path.Dir(p), err)
 		}
 	}
 	return created, nil
