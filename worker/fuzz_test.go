@@ -9,43 +9,32 @@ import (
 	"github.com/zkdog/zkdog/worker"
 )
 
-// unquoteWord reads q as one word of the POSIX shell made only of
-// single-quoted strings ('...', which hold anything but ') and escaped
-// quotes (\'), the only syntax a quoted item may use, and returns the
-// word's text; ok is false if q is anything else: empty, a character
-// outside quotes, or an unclosed quote.
-func unquoteWord(q string) (word string, ok bool) {
-	var b strings.Builder
-	for i := 0; i < len(q); {
-		switch {
-		case q[i] == '\'':
-			end := strings.IndexByte(q[i+1:], '\'')
-			if end < 0 {
-				return "", false
-			}
-			b.WriteString(q[i+1 : i+1+end])
-			i += end + 2
-		case strings.HasPrefix(q[i:], `\'`):
-			b.WriteByte('\'')
-			i += 2
-		default:
-			return "", false
-		}
-	}
-	return b.String(), q != ""
-}
-
 // posixShells are the shells whose -c script is in the POSIX shell's
 // language.
 var posixShells = []string{"sh", "bash", "dash", "ash", "ksh", "mksh", "zsh"}
+
+// wrappers are programs that run a command given after their own options
+// (env X=1 sh -c ..., nice -n 5 sh -c ..., timeout 60 sh -c ...).
+var wrappers = []string{"env", "nice", "nohup", "timeout", "stdbuf", "setsid", "ionice", "chrt", "taskset", "time", "exec", "command"}
 
 // scriptIndex is the index of the script a shell runs for command, or -1,
 // as bash and dash read their arguments: options are clusters of letters
 // after - or + (c, given with -, says the first operand is the script; each
 // o or O in a cluster takes the next argument as its value); -- or a lone
 // - ends the options; bash's long options are --NAME, and --rcfile and
-// --init-file take a file.
+// --init-file take a file. Behind a wrapper, the shell is the first
+// argument that names one.
 func scriptIndex(command []string) int {
+	if slices.Contains(wrappers, filepath.Base(command[0])) {
+		k := slices.IndexFunc(command[1:], func(a string) bool { return slices.Contains(posixShells, filepath.Base(a)) })
+		if k < 0 {
+			return -1
+		}
+		if i := scriptIndex(command[k+1:]); i >= 0 {
+			return k + 1 + i
+		}
+		return -1
+	}
 	if !slices.Contains(posixShells, filepath.Base(command[0])) {
 		return -1
 	}
@@ -82,12 +71,16 @@ func scriptIndex(command []string) int {
 
 // FuzzArgs: Args keeps the command's length and name and never changes
 // its input; in every argument but a shell's -c script each {} becomes the
-// item itself; in the script (found as the shells themselves read their
-// options) each {} becomes one and the same shell word, made only of
-// single-quoted strings and escaped quotes, whose text is the item. So a
-// shell reads the item as data, never as code. Checked statically:
-// running a shell per input would be far too slow for a fuzz body
-// (TestShellScriptItemIsData runs one).
+// item itself. The script (found as bash and dash themselves read their
+// options) is the same whatever the item: {} becomes a reference to
+// $ZKDOG_ITEM, so the shell never parses the item and it is data, never
+// code. Where the quoting a {} stands in is plain to see (a script without
+// $( ), backquotes, comments or heredocs) the reference is the one for
+// that quoting, the item's exact text as one word: "${ZKDOG_ITEM}" outside
+// quotes, ${ZKDOG_ITEM} inside "...", '"${ZKDOG_ITEM}"' inside '...'; a
+// \ outside single quotes escapes the next character (\{} stays). Checked
+// statically: running a shell per input would be far too slow for a fuzz
+// body (TestShellScriptItemIsData runs one).
 func FuzzArgs(f *testing.F) {
 	// Command lines, their words separated by NUL (which no argument
 	// can hold), and items.
@@ -110,6 +103,21 @@ func FuzzArgs(f *testing.F) {
 		{"bash\x00-euo\x00pipefail\x00-c\x00printf '%s' {}", "$(touch pwned)"},
 		{"bash\x00-oc\x00pipefail\x00echo {}", "a; touch pwned"},
 		{"bash\x00-c\x00-\x00echo {}", "a; touch pwned"},
+		{"sh\x00-c\x00printf '%s' \"{}\"", "a  b"},
+		{"sh\x00-c\x00printf '%s' '{}'", "x' ; touch pwned; echo '"},
+		{"sh\x00-c\x00printf '%s' \"$(printf '%s' {})\"", "$(touch pwned)"},
+		{"sh\x00-c\x00printf '%s' \"`printf '%s' {}`\"", "`touch pwned`"},
+		{"sh\x00-c\x00grep '{}' f", "x"},
+		{"/bin/bash\x00-euc\x00echo \"$1/{}\"\x00sh\x00dir", "x"},
+		{"sh\x00-c\x00echo \\{} {}", "x"},
+		{"sh\x00-c\x00echo \\\\{} \"\\\"{}\"", "x"},
+		{"sh\x00-c\x00echo {} # it's {}\necho {}", "x"},
+		{"sh\x00-c\x00cat <<EOF\n{}\nEOF", "x"},
+		{"sh\x00-c\x00echo ${X:-{}} $'{}'", "x"},
+		{"env\x00X=1\x00sh\x00-c\x00echo {}", "a; touch pwned"},
+		{"nice\x00-n\x005\x00/bin/bash\x00-euo\x00pipefail\x00-c\x00echo {}", "$(touch pwned)"},
+		{"timeout\x0060\x00env\x00sh\x00-c\x00echo {}", "`touch pwned`"},
+		{"env\x00./work\x00{}", "a;b"},
 		{"./work\x00{}", "in/a.dat"},
 		{"cp\x00{}\x00out/{}", "a.dat"},
 		{"./work\x00--input={}.gz\x00--log\x00logs/{}-{}.txt", "x"},
@@ -121,15 +129,6 @@ func FuzzArgs(f *testing.F) {
 		f.Add(c.argv, c.item)
 	}
 	f.Fuzz(func(t *testing.T, argv, item string) {
-		// The quoting itself: a script that is only {}.
-		q := worker.Args([]string{"sh", "-c", "{}"}, item)[2]
-		if len(q) < 2 || q[0] != '\'' || q[len(q)-1] != '\'' {
-			t.Fatalf("the item %q is quoted as %q: not in quotes", item, q)
-		}
-		if got, ok := unquoteWord(q); !ok || got != item {
-			t.Fatalf("the item %q is quoted as %q, which the shell reads as %q (one word: %v)", item, q, got, ok)
-		}
-
 		cmd := strings.Split(argv, "\x00")
 		orig := slices.Clone(cmd)
 		out := worker.Args(cmd, item)
@@ -143,40 +142,72 @@ func FuzzArgs(f *testing.F) {
 		for i := 1; i < len(cmd); i++ {
 			if i != k {
 				if want := strings.ReplaceAll(cmd[i], worker.Placeholder, item); out[i] != want {
-					t.Fatalf("Args(%q, %q)[%d] = %q, want %q: only a shell's -c script is quoted", cmd, item, i, out[i], want)
+					t.Fatalf("Args(%q, %q)[%d] = %q, want %q: only a shell's -c script is treated apart", cmd, item, i, out[i], want)
 				}
 				continue
 			}
-			checkScript(t, cmd, item, cmd[i], out[i])
+			checkScript(t, cmd, item, i, out[i])
 		}
 	})
 }
 
-// checkScript: out is script with each {} replaced by one and the same
-// quoted word whose text is item.
-func checkScript(t *testing.T, cmd []string, item, script, out string) {
+// checkScript: out, what Args made of script, does not depend on the
+// item, holds no {} that was not escaped, and where the quoting is plain
+// is script with each {} replaced by the reference for its quoting.
+func checkScript(t *testing.T, cmd []string, item string, k int, out string) {
 	t.Helper()
-	pieces := strings.Split(script, worker.Placeholder)
-	if len(pieces) == 1 {
-		if out != script {
-			t.Fatalf("Args(%q, %q): script %q without {} became %q", cmd, item, script, out)
+	script := cmd[k]
+	other := "\x01'\"$(other)"
+	if item == other {
+		other += "x"
+	}
+	if again := worker.Args(cmd, other); again[k] != out {
+		t.Fatalf("Args(%q): the script is %q with the item %q but %q with %q: the item is in the script's text, and the shell would parse it",
+			cmd, out, item, again[k], other)
+	}
+	if strings.Count(out, worker.Placeholder) > strings.Count(script, `\`+worker.Placeholder) {
+		t.Fatalf("Args(%q, %q): the script %q keeps a {} that was not escaped", cmd, item, out)
+	}
+	if want, ok := plainScript(script); ok && out != want {
+		t.Fatalf("Args(%q, %q): the script became %q, want %q", cmd, item, out, want)
+	}
+}
+
+// plainScript is script with each {} replaced by the reference to the item
+// for the quoting it stands in, as the shell reads quotes: ok is false
+// when the script holds what starts a context of its own ($( ), backquotes)
+// or is read otherwise (comments, heredocs).
+func plainScript(script string) (string, bool) {
+	if strings.Contains(script, "$(") || strings.ContainsAny(script, "`#") || strings.Contains(script, "<<") {
+		return "", false
+	}
+	ref := "${" + worker.EnvItem + "}"
+	var b strings.Builder
+	quote := byte(0)
+	for i := 0; i < len(script); i++ {
+		c := script[i]
+		switch {
+		case strings.HasPrefix(script[i:], worker.Placeholder):
+			switch quote {
+			case 0:
+				b.WriteString(`"` + ref + `"`)
+			case '"':
+				b.WriteString(ref)
+			case '\'':
+				b.WriteString(`'"` + ref + `"'`) // close, expand in double quotes, reopen
+			}
+			i++
+			continue
+		case c == '\\' && quote != '\'' && i+1 < len(script):
+			b.WriteString(script[i : i+2])
+			i++
+			continue
+		case c == '\'' && quote == 0, c == '"' && quote == 0:
+			quote = c
+		case c == quote:
+			quote = 0
 		}
-		return
+		b.WriteByte(c)
 	}
-	fixed := 0
-	for _, p := range pieces {
-		fixed += len(p)
-	}
-	n := len(pieces) - 1
-	if len(out) < fixed || (len(out)-fixed)%n != 0 || !strings.HasPrefix(out, pieces[0]) {
-		t.Fatalf("Args(%q, %q): script %q became %q, which is not the script with {} replaced", cmd, item, script, out)
-	}
-	q := out[len(pieces[0]) : len(pieces[0])+(len(out)-fixed)/n]
-	if strings.Join(pieces, q) != out {
-		t.Fatalf("Args(%q, %q): script %q became %q, which is not the script with each {} replaced alike", cmd, item, script, out)
-	}
-	if got, ok := unquoteWord(q); !ok || got != item {
-		t.Fatalf("Args(%q, %q): in the script %q the item became %q, which the shell reads as %q (one quoted word: %v): the item would run as code",
-			cmd, item, out, q, got, ok)
-	}
+	return b.String(), true
 }

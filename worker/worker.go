@@ -285,12 +285,13 @@ func shellScript(command []string) int {
 	if wrappers[filepath.Base(command[0])] {
 		// env, nice, timeout ... run their last operands as a command:
 		// the shell is the first argument that names one.
+		// A wrapper's own arguments may name a shell too (env -u sh):
+		// every one that does is tried.
 		for k := 1; k < len(command); k++ {
 			if shells[filepath.Base(command[k])] {
 				if i := shellScript(command[k:]); i >= 0 {
 					return k + i
 				}
-				return -1
 			}
 		}
 		return -1

@@ -24,10 +24,18 @@ func Parse(s string) (time.Duration, error) {
 	}
 	var d time.Duration
 	if secs, err := strconv.ParseFloat(s, 64); err == nil {
-		if math.IsNaN(secs) || math.IsInf(secs, 0) || secs > math.MaxInt64/float64(time.Second) {
+		// Both checks come before the conversion: a float beyond
+		// the range of a Duration (2^63 ns and more, or less than
+		// -2^63) converts to an implementation-dependent value (on
+		// amd64, a negative one).
+		ns := secs * float64(time.Second)
+		switch {
+		case math.IsNaN(secs) || ns >= math.MaxInt64:
 			return 0, fmt.Errorf("%w: %q is out of range", ErrBad, s)
+		case secs < 0:
+			return 0, fmt.Errorf("%w: %q is negative", ErrBad, s)
 		}
-		d = time.Duration(secs * float64(time.Second))
+		d = time.Duration(ns)
 	} else {
 		d, err = time.ParseDuration(s)
 		if err != nil {

@@ -209,14 +209,16 @@ func (l Layout) Result(index int, o Outcome) string {
 // ResultName is the child name of a result in its bucket.
 func ResultName(index int, o Outcome) string { return indexName(index) + "." + string(o) }
 
-// ParseResultName splits a result child name into index and outcome.
+// ParseResultName splits a result child name into index and outcome. Only
+// a name as ResultName writes it is one: the index in its ten digits, so
+// that Result(index, outcome) is the node that was listed.
 func ParseResultName(name string) (int, Outcome, error) {
 	idx, o, ok := strings.Cut(name, ".")
 	if !ok {
 		return 0, "", fmt.Errorf("protocol: result name %q has no outcome", name)
 	}
 	i, err := strconv.Atoi(idx)
-	if err != nil || i < 0 {
+	if err != nil || i < 0 || indexName(i) != idx {
 		return 0, "", fmt.Errorf("protocol: result name %q has a bad index", name)
 	}
 	out := Outcome(o)
@@ -270,7 +272,9 @@ func (l Layout) Lease(t Turn) string { return l.Leases() + "/" + t.Name() }
 // RetryEntry is the path announcing a turn waiting for a worker.
 func (l Layout) RetryEntry(t Turn) string { return l.Retry() + "/" + t.Name() }
 
-// ParseTurn reads a lease or retry entry name.
+// ParseTurn reads a lease or retry entry name. Only a name as Turn.Name
+// writes it is one (no sign, no other padding), so that Lease(t) and
+// RetryEntry(t) are the node that was listed.
 func ParseTurn(name string) (Turn, error) {
 	parts := strings.Split(name, "-")
 	var t Turn
@@ -284,7 +288,7 @@ func ParseTurn(name string) (Turn, error) {
 			t.Charged, err = strconv.Atoi(parts[2])
 		}
 	}
-	if len(parts) != 3 || err != nil || t.Index < 0 || t.Attempt < 1 || t.Charged < 0 || t.Charged >= t.Attempt {
+	if len(parts) != 3 || err != nil || t.Index < 0 || t.Attempt < 1 || t.Charged < 0 || t.Charged >= t.Attempt || t.Name() != name {
 		return Turn{}, fmt.Errorf("protocol: %q is not INDEX-ATTEMPT-CHARGED", name)
 	}
 	return t, nil

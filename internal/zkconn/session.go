@@ -90,10 +90,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/go-zookeeper/zk"
 )
@@ -202,7 +204,9 @@ type Session struct {
 
 // ParseServers splits a comma-separated host[:port] list. A host without a
 // port gets ZooKeeper's 2181. An optional chroot suffix is refused: zkdog
-// takes the job path as --root instead.
+// takes the job path as --root instead. So is what cannot be dialled: a
+// port that is not 1-65535 in digits, a host with a space, a bracket or a
+// colon that is no IPv6 address's. Ports are returned in plain decimal.
 func ParseServers(list string) ([]string, error) {
 	var out []string
 	for _, s := range strings.Split(list, ",") {
@@ -215,20 +219,43 @@ func ParseServers(list string) ([]string, error) {
 		}
 		host, port, err := net.SplitHostPort(s)
 		if err != nil {
-			host, port = strings.Trim(s, "[]"), "2181"
+			// No port: the entry is the host, in brackets or not.
+			host, port = s, "2181"
+			if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+				host = s[1 : len(s)-1]
+			}
 		}
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 || strings.Trim(port, "0123456789") != "" {
 			return nil, fmt.Errorf("%w: %q has no valid port (1-65535); give host:port, as in zk1:2181", ErrBadServers, s)
 		}
-		if host == "" {
-			return nil, fmt.Errorf("%w: %q has no host; give host:port, as in zk1:2181", ErrBadServers, s)
+		if why := hostProblem(host); why != "" {
+			return nil, fmt.Errorf("%w: %q %s; give host:port, as in zk1:2181", ErrBadServers, s, why)
 		}
-		out = append(out, net.JoinHostPort(host, port))
+		out = append(out, net.JoinHostPort(host, strconv.Itoa(n)))
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%w: no servers given; set --zk or ZKDOG_ZK to host:port[,host:port...]", ErrBadServers)
 	}
 	return out, nil
+}
+
+// hostProblem says what keeps host from being dialled, "" if nothing
+// does: a typo caught here is not dialled until the session timeout.
+func hostProblem(host string) string {
+	switch {
+	case host == "":
+		return "has no host"
+	case strings.ContainsAny(host, "[]"):
+		return "has a stray bracket"
+	case strings.ContainsFunc(host, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
+		return "has a space or control character in its host"
+	case strings.Contains(host, ":"):
+		if _, err := netip.ParseAddr(host); err != nil {
+			return "has a colon but is neither host:port nor an IPv6 address"
+		}
+	}
+	return ""
 }
 
 // Dial opens a session and returns once the server has granted it, or with
