@@ -294,6 +294,14 @@ func expectExit(t *testing.T, p *proc, want int) {
 // connect opens a session to look at what zkdog wrote.
 func connect(t *testing.T, addr string) *zk.Conn {
 	t.Helper()
+	return dialAs(t, addr, string(testCreds.AuthData()))
+}
+
+// dialAs opens a plain go-zookeeper session, authenticated with the
+// digest USER:SECRET auth unless it is "" (which the server accepts
+// whatever the secret: the refusal comes at the first access).
+func dialAs(t *testing.T, addr, auth string) *zk.Conn {
+	t.Helper()
 	conn, ev, err := zk.Connect(strings.Split(addr, ","), 10*time.Second, zk.WithLogInfo(false))
 	if err != nil {
 		t.Fatal(err)
@@ -307,8 +315,10 @@ func connect(t *testing.T, addr string) *zk.Conn {
 			t.Fatalf("no ZooKeeper session with %s", addr)
 		}
 	}
-	if err := conn.AddAuth("digest", testCreds.AuthData()); err != nil {
-		t.Fatal(err)
+	if auth != "" {
+		if err := conn.AddAuth("digest", []byte(auth)); err != nil {
+			t.Fatalf("AddAuth as %s: %v", strings.SplitN(auth, ":", 2)[0], err)
+		}
 	}
 	return conn
 }

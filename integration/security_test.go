@@ -53,33 +53,6 @@ func secPublicACL() []zk.ACL {
 	return append(secOwnerACL(), zk.WorldACL(zk.PermRead)...)
 }
 
-// secRawConn is an outsider's plain go-zookeeper session: no credentials
-// when auth is "", else a digest USER:SECRET, which the server accepts
-// whatever the secret (DESIGN.md 7: the refusal comes at the first
-// access).
-func secRawConn(t *testing.T, addr, auth string) *zk.Conn {
-	t.Helper()
-	conn, ev, err := zk.Connect(strings.Split(addr, ","), 10*time.Second, zk.WithLogInfo(false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
-	deadline := time.After(waitLimit)
-	for conn.State() != zk.StateHasSession {
-		select {
-		case <-ev:
-		case <-deadline:
-			t.Fatalf("no ZooKeeper session with %s", addr)
-		}
-	}
-	if auth != "" {
-		if err := conn.AddAuth("digest", []byte(auth)); err != nil {
-			t.Fatalf("AddAuth %s: %v (the server accepts any digest secret)", strings.SplitN(auth, ":", 2)[0], err)
-		}
-	}
-	return conn
-}
-
 // secOutsider is an outside client.
 type secOutsider struct {
 	name string
@@ -92,8 +65,8 @@ const secWrongSecret = "wrong-secret-0123456789abcdef"
 
 func secOutsiders(t *testing.T, addr string) []secOutsider {
 	return []secOutsider{
-		{"no credentials", secRawConn(t, addr, "")},
-		{"wrong secret", secRawConn(t, addr, testCreds.User+":"+secWrongSecret)},
+		{"no credentials", dialAs(t, addr, "")},
+		{"wrong secret", dialAs(t, addr, testCreds.User+":"+secWrongSecret)},
 	}
 }
 

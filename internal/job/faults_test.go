@@ -29,15 +29,6 @@ import (
 // it is no performance assertion.
 const faultGuard = 30 * time.Second
 
-func faultJob(t *testing.T, conn *zk.Conn, root string) *job.Job {
-	t.Helper()
-	l, err := protocol.NewLayout(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return job.New(conn, l)
-}
-
 func faultItems(n int) [][]byte {
 	out := make([][]byte, n)
 	for i := range out {
@@ -125,9 +116,9 @@ func TestFaultCreateAtomic(t *testing.T) {
 	// the window the old code left a filler-less root open in.
 	p := zkproxy.ForTest(t, srv.Addr())
 	const root = "/fault/create/job"
-	mj := faultJob(t, zktest.Connect(t, p.Addr()), root)
+	mj := newJob(t, zktest.Connect(t, p.Addr()), root)
 	direct := zktest.Connect(t, srv.Addr())
-	wj := faultJob(t, zktest.Connect(t, srv.Addr()), root)
+	wj := newJob(t, zktest.Connect(t, srv.Addr()), root)
 
 	type ready struct {
 		spec protocol.Job
@@ -170,7 +161,7 @@ func TestFaultCreateLostRootReply(t *testing.T) {
 	p := zkproxy.ForTest(t, srv.Addr())
 	const root = "/fault/create/lost"
 	mconn := zktest.Connect(t, p.Addr(), p.Addr())
-	mj := faultJob(t, mconn, root)
+	mj := newJob(t, mconn, root)
 	direct := zktest.Connect(t, srv.Addr())
 
 	lost := p.DropReply(zkproxy.Match{Op: zkproxy.OpCreate, Path: mj.L.Filler(), PathMode: zkproxy.Exact})
@@ -178,7 +169,7 @@ func TestFaultCreateLostRootReply(t *testing.T) {
 	faultAwait(t, lost.Fired(), "lost reply to the root transaction")
 	if err == nil {
 		// Applied, and Create found out: the job must be whole.
-		s, err := faultJob(t, direct, root).Spec()
+		s, err := newJob(t, direct, root).Spec()
 		if err != nil || s.State != protocol.StateReady || s.Items != 3 {
 			t.Fatalf("Create succeeded, yet the job is %+v, %v; want it ready with 3 items", s, err)
 		}
@@ -289,7 +280,7 @@ func TestFaultExpiredSessionTake(t *testing.T) {
 	p := zkproxy.ForTest(t, srv.Addr())
 	const root = "/fault/expired"
 	direct := zktest.Connect(t, srv.Addr())
-	mj := faultJob(t, direct, root)
+	mj := newJob(t, direct, root)
 	s := faultReadySpec(t, mj, 3)
 
 	// The proxy's address many times over. The client fails the requests
@@ -374,7 +365,7 @@ func TestFaultRetryDoubleFault(t *testing.T) {
 	p := zkproxy.ForTest(t, srv.Addr())
 	const root = "/fault/double"
 	direct := zktest.Connect(t, srv.Addr())
-	mj := faultJob(t, direct, root)
+	mj := newJob(t, direct, root)
 	s := faultReadySpec(t, mj, 1)
 
 	// The proxy's address twice: the client redials at once.
@@ -430,12 +421,12 @@ func TestFaultReadOrder(t *testing.T) {
 
 	t.Run("Timers writes the clock first", func(t *testing.T) {
 		const root = "/fault/order/timers"
-		mj := faultJob(t, zktest.Connect(t, srv.Addr()), root)
+		mj := newJob(t, zktest.Connect(t, srv.Addr()), root)
 		faultReadySpec(t, mj, 1)
 		for i := range 3 {
-			faultLease(t, faultJob(t, zktest.Connect(t, srv.Addr()), root), fmt.Sprint("w", i))
+			faultLease(t, newJob(t, zktest.Connect(t, srv.Addr()), root), fmt.Sprint("w", i))
 		}
-		rj := faultJob(t, zktest.Connect(t, p.Addr()), root)
+		rj := newJob(t, zktest.Connect(t, p.Addr()), root)
 		seen := p.Observe(zkproxy.Match{Path: root, Times: zkproxy.Forever})
 		_, timers, err := rj.Timers()
 		if err != nil || len(timers) != 3 {
@@ -467,7 +458,7 @@ func TestFaultReadOrder(t *testing.T) {
 
 	t.Run("AwaitReady syncs before it calls a job missing", func(t *testing.T) {
 		const root = "/fault/order/missing"
-		wj := faultJob(t, zktest.Connect(t, p.Addr()), root)
+		wj := newJob(t, zktest.Connect(t, p.Addr()), root)
 		seen := p.Observe(zkproxy.Match{Path: root, PathMode: zkproxy.Exact, Times: zkproxy.Forever})
 		_, err := wj.AwaitReady(t.Context(), 0)
 		if !errors.Is(err, job.ErrNoJob) {
@@ -498,7 +489,7 @@ func TestFaultRootWithoutData(t *testing.T) {
 	if _, err := direct.Create(root, nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatal(err)
 	}
-	wj := faultJob(t, zktest.Connect(t, p.Addr()), root)
+	wj := newJob(t, zktest.Connect(t, p.Addr()), root)
 	reads := p.Observe(zkproxy.Match{Path: root, PathMode: zkproxy.Exact, Times: zkproxy.Forever})
 
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
@@ -537,9 +528,9 @@ func TestFaultReleaseNewTurn(t *testing.T) {
 	p := zkproxy.ForTest(t, srv.Addr())
 	const root = "/fault/release"
 	direct := zktest.Connect(t, srv.Addr())
-	mj := faultJob(t, direct, root)
+	mj := newJob(t, direct, root)
 	s := faultReadySpec(t, mj, 1)
-	wj := faultJob(t, zktest.Connect(t, p.Addr()), root)
+	wj := newJob(t, zktest.Connect(t, p.Addr()), root)
 	lease := faultLease(t, wj, "w")
 	leasing := p.Observe(zkproxy.Match{Op: zkproxy.OpCreate, Path: mj.L.Leases() + "/", Times: zkproxy.Forever})
 
