@@ -29,21 +29,13 @@ import (
 // it is no performance assertion.
 const faultGuard = 30 * time.Second
 
-func faultItems(n int) [][]byte {
-	out := make([][]byte, n)
-	for i := range out {
-		out[i] = fmt.Appendf(nil, "fault-item-%d", i)
-	}
-	return out
-}
-
 func faultSpec() protocol.Job { return protocol.Job{TimerMillis: 60_000} }
 
 // faultReadySpec creates a job of n items through conn and returns its
 // settings as a worker reads them.
 func faultReadySpec(t *testing.T, j *job.Job, n int) protocol.Job {
 	t.Helper()
-	if err := j.Create(faultSpec(), faultItems(n)); err != nil {
+	if err := j.Create(faultSpec(), items(n)); err != nil {
 		t.Fatal(err)
 	}
 	s, err := j.Spec()
@@ -134,7 +126,7 @@ func TestFaultCreateAtomic(t *testing.T) {
 	// before the server sees it; Create rides the dropped connection out
 	// and tries again.
 	drop := p.DropConnection(zkproxy.Match{Path: mj.L.Filler()})
-	if err := mj.Create(faultSpec(), faultItems(3)); err != nil {
+	if err := mj.Create(faultSpec(), items(3)); err != nil {
 		t.Fatalf("Create with its first root transaction dropped: %v, want it retried", err)
 	}
 	faultAwait(t, drop.Fired(), "dropped filler request")
@@ -165,7 +157,7 @@ func TestFaultCreateLostRootReply(t *testing.T) {
 	direct := zktest.Connect(t, srv.Addr())
 
 	lost := p.DropReply(zkproxy.Match{Op: zkproxy.OpCreate, Path: mj.L.Filler(), PathMode: zkproxy.Exact})
-	err := mj.Create(faultSpec(), faultItems(3))
+	err := mj.Create(faultSpec(), items(3))
 	faultAwait(t, lost.Fired(), "lost reply to the root transaction")
 	if err == nil {
 		// Applied, and Create found out: the job must be whole.
@@ -180,7 +172,7 @@ func TestFaultCreateLostRootReply(t *testing.T) {
 		t.Fatalf("Create = %v, yet %s was left: %s", err, root, b)
 	}
 	deadline := time.Now().Add(faultGuard)
-	for err = mj.Create(faultSpec(), faultItems(3)); err != nil; err = mj.Create(faultSpec(), faultItems(3)) {
+	for err = mj.Create(faultSpec(), items(3)); err != nil; err = mj.Create(faultSpec(), items(3)) {
 		if !job.Transient(err) || time.Now().After(deadline) {
 			t.Fatalf("Create again: %v", err)
 		}
