@@ -28,6 +28,9 @@ var (
 	ErrExists = errors.New("job: a job already exists")
 	// ErrNoJob: nothing is at the root.
 	ErrNoJob = errors.New("job: no job")
+	// ErrFinished: the job has ended and is sealed; there is nothing
+	// left to take.
+	ErrFinished = errors.New("job: finished")
 	// ErrIncomplete: the root is a zkdog job, but nodes the protocol needs
 	// are gone (a removal was interrupted); zkdog clear removes it.
 	ErrIncomplete = errors.New("job: the job is partly removed")

@@ -23,7 +23,12 @@ import (
 // the current turn was leased, see TurnOf), gave an item given back a new
 // turn, made every lease prove its worker's timer, and added the workers
 // counter: a version 1 worker would lease version 2 items wrongly.
-const Version = 2
+//
+// Version 3 added the finished state: a master seals a job instead of
+// removing it, leaving the results of the items that did not succeed
+// (which now carry the item's text and the end of its error output).
+// A version 2 worker would wait for ever on a sealed job.
+const Version = 3
 
 // BucketSize is how many items (and results) share one parent znode.
 // Java clients (zkCli, Curator) cannot list a node whose child list is
@@ -307,6 +312,9 @@ const (
 	// Lost: the item's workers vanished without a result more often than
 	// the job's retries allow; written by the master.
 	Lost Outcome = "lost"
+	// Unfinished names an item without a result: still to run in a live
+	// job, never run in a sealed one. It is never part of a result's name.
+	Unfinished Outcome = "unfinished"
 )
 
 func (o Outcome) valid() bool {

@@ -2,6 +2,7 @@ package protocol_test
 
 import (
 	"errors"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -381,8 +382,9 @@ func TestRecords(t *testing.T) {
 		t.Errorf("DecodeLease(Encode(%+v)) = %+v, %v", lease, got, err)
 	}
 	result := protocol.Result{V: v, Outcome: protocol.Failed, Exit: 137, Signal: 9, DurationMillis: 1234,
-		Attempt: 2, ID: "100_3", Host: "node7", Timer: "t-0000000001", Reason: "killed"}
-	if got, err := protocol.DecodeResult(protocol.Encode(result)); err != nil || got != result {
+		Attempt: 2, ID: "100_3", Host: "node7", Timer: "t-0000000001", Reason: "killed",
+		Item: []byte("in\xff put"), Stderr: "boom\n"}
+	if got, err := protocol.DecodeResult(protocol.Encode(result)); err != nil || !reflect.DeepEqual(got, result) {
 		t.Errorf("DecodeResult(Encode(%+v)) = %+v, %v", result, got, err)
 	}
 	abort := protocol.Abort{V: v, Reason: "timer t-0000000001 un-kicked"}

@@ -23,6 +23,9 @@ const (
 	StateFilling = "filling"
 	// StateReady: every item is written; workers may take them.
 	StateReady = "ready"
+	// StateFinished: the job has ended and is sealed; its Summary says
+	// how. Late workers take nothing and succeed.
+	StateFinished = "finished"
 )
 
 // Job is the data of the job root: the settings every worker reads instead
@@ -47,6 +50,30 @@ type Job struct {
 	// ExpectWorkers, for a job without items, is how many workers must
 	// have come and gone before it is finished; 0 means at least one.
 	ExpectWorkers int `json:"expect_workers,omitempty"`
+	// From names the job whose items this one re-runs (zkdog init --from),
+	// for people reading the record.
+	From string `json:"from,omitempty"`
+	// Summary says how the job ended; set when State is StateFinished.
+	Summary *Summary `json:"summary,omitempty"`
+}
+
+// Summary is how a sealed job ended: its master's final report, kept in
+// the job record for the morning after.
+type Summary struct {
+	// End names the way it ended (ok, failed, hung, sync-timeout, lost).
+	End string `json:"end"`
+	// Exit is the master's exit code.
+	Exit   int    `json:"exit"`
+	Reason string `json:"reason,omitempty"`
+	// Outcomes counts the items by final outcome; items without a result
+	// count as Unfinished.
+	Outcomes map[Outcome]int `json:"outcomes"`
+	// EndedMillis is when the job was sealed, by the master's clock.
+	EndedMillis int64  `json:"ended_ms"`
+	Host        string `json:"host"`
+	// Kept: the whole tree was kept (--keep), not only what did not
+	// succeed.
+	Kept bool `json:"kept,omitempty"`
 }
 
 // Timer returns the job's timer limit.
@@ -123,7 +150,21 @@ type Result struct {
 	Timer          string `json:"timer,omitempty"`
 	// Reason says why, for outcomes other than ok.
 	Reason string `json:"reason,omitempty"`
+	// Item is the item's text, for outcomes other than ok: a sealed job
+	// keeps these results and drops its items.
+	Item []byte `json:"item,omitempty"`
+	// Stderr is the end of the command's standard error, at most
+	// MaxStderrBytes, for outcomes other than ok.
+	Stderr string `json:"stderr,omitempty"`
 }
+
+// MaxStderrBytes bounds the error output a result keeps: a result is read
+// by every report and a failing job may have many.
+const MaxStderrBytes = 16 << 10
+
+// DefaultStderrBytes is how much error output a result keeps by default:
+// the message of a failing command, rarely more than a few lines.
+const DefaultStderrBytes = 2 << 10
 
 // Abort is the data of the abort node.
 type Abort struct {
