@@ -344,3 +344,17 @@ func (j *Job) sortedChildren(path string) ([]string, error) {
 }
 
 func isTimerName(name string) bool { return strings.HasPrefix(name, protocol.TimerPrefix) }
+
+// FinishedError says the job has ended and is sealed, and how it ended. It
+// matches ErrFinished.
+type FinishedError struct {
+	Root    string
+	Summary protocol.Summary
+}
+
+func (e *FinishedError) Error() string {
+	return fmt.Sprintf("the job at %s is finished: %s", e.Root, e.Summary.Describe())
+}
+
+// Is makes a FinishedError match ErrFinished.
+func (e *FinishedError) Is(target error) bool { return target == ErrFinished }

@@ -125,6 +125,18 @@ func Label(item []byte) string {
 	return string(item[:cut]) + "…"
 }
 
+// Describe says in a few words how the job ended, for one log line.
+func (s Summary) Describe() string {
+	d := fmt.Sprintf("it ended %s (exit %d)", s.End, s.Exit)
+	if s.EndedMillis > 0 {
+		d += " at " + time.UnixMilli(s.EndedMillis).UTC().Format(time.RFC3339)
+	}
+	if s.Reason != "" {
+		d += ": " + s.Reason
+	}
+	return d
+}
+
 // Lease is the data of an ephemeral lease: which timer holds the item.
 type Lease struct {
 	V     int    `json:"v"`
