@@ -64,8 +64,17 @@ type Progress func(written, total int)
 // removes what it wrote, the parents it created included, and returns
 // ctx's cause or the error.
 func (j *Job) Fill(ctx context.Context, spec protocol.Job, items [][]byte, progress Progress) error {
+	return j.FillFrom(ctx, spec, items, nil, progress)
+}
+
+// FillFrom is Fill for a job re-running another's items: origins[i] is
+// item i's index in the job it first came from (nil: its own).
+func (j *Job) FillFrom(ctx context.Context, spec protocol.Job, items [][]byte, origins []int, progress Progress) error {
 	if err := CheckItems(items); err != nil {
 		return err
+	}
+	if origins != nil && len(origins) != len(items) {
+		return fmt.Errorf("job: %d origins for %d items", len(origins), len(items))
 	}
 	spec.Protocol = protocol.Version
 	spec.Items = len(items)
@@ -78,7 +87,7 @@ func (j *Job) Fill(ctx context.Context, spec protocol.Job, items [][]byte, progr
 		}
 	}
 	if err == nil {
-		if err = j.fill(ctx, spec, items, progress); err == nil {
+		if err = j.fill(ctx, spec, items, origins, progress); err == nil {
 			return nil
 		}
 		if rerr := j.Remove(); rerr != nil {
@@ -182,8 +191,24 @@ func (j *Job) createParents() ([]string, error) {
 			j.removeParents(created)
 			return nil, j.createErr(path.Dir(p), err)
 		}
+		if err != nil {
+			if err := j.notAJob(p); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return created, nil
+}
+
+// notAJob refuses a parent that is a job: a job inside another's tree
+// would hang that job's master (its leases or timers gain a child it
+// cannot read) and be deleted with it.
+func (j *Job) notAJob(p string) error {
+	b, _, err := j.conn.Get(p)
+	if err == nil && protocol.LooksLikeJob(b) {
+		return fmt.Errorf("%w: %s is inside the job at %s; choose a --root outside every job, such as %s-2", ErrNested, j.L.Root, p, p)
+	}
+	return nil
 }
 
 // removeParents deletes the parents a failed creation made, deepest
@@ -196,13 +221,14 @@ func (j *Job) removeParents(created []string) {
 	}
 }
 
-func (j *Job) fill(ctx context.Context, spec protocol.Job, items [][]byte, progress Progress) error {
+func (j *Job) fill(ctx context.Context, spec protocol.Job, items [][]byte, origins []int, progress Progress) error {
 	// Buckets first, and waited for: concurrent requests from several
 	// goroutines reach the server in no particular order.
 	dirs := &batcher{job: j, ctx: ctx}
 	for b := range protocol.Buckets(len(items)) {
-		dirs.create(j.L.ItemBucket(b), nil)
-		dirs.create(j.L.ResultBucket(b), nil)
+		data := bucketOrigins(origins, b)
+		dirs.create(j.L.ItemBucket(b), data)
+		dirs.create(j.L.ResultBucket(b), data)
 	}
 	if err := dirs.wait(); err != nil {
 		return fmt.Errorf("job: creating buckets: %w", err)
@@ -221,6 +247,17 @@ func (j *Job) fill(ctx context.Context, spec protocol.Job, items [][]byte, progr
 		return err
 	}
 	return j.markReady(spec)
+}
+
+// bucketOrigins is the data of bucket b: the origins of its items, both
+// in the item and the result bucket, since a sealed job keeps only one of
+// them for an item.
+func bucketOrigins(origins []int, b int) []byte {
+	if origins == nil {
+		return nil
+	}
+	lo := b * protocol.BucketSize
+	return protocol.EncodeOrigins(origins[lo:min(lo+protocol.BucketSize, len(origins))])
 }
 
 // markReady switches the job to ready and deletes the filler in one

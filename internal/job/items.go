@@ -230,6 +230,9 @@ func (j *Job) Record(ctx context.Context, c Claim, r protocol.Result) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, zk.ErrNoNode) || errors.Is(err, zk.ErrBadVersion):
+		if ferr := j.finished(); ferr != nil {
+			return fmt.Errorf("%w; the result of item %d was not recorded", ferr, c.Index)
+		}
 		return fmt.Errorf("%w: item %d attempt %d; its result was not recorded", ErrLeaseLost, c.Index, c.Attempt)
 	case errors.Is(err, zk.ErrNodeExists):
 		return fmt.Errorf("job: item %d already has a result; this one was not recorded", c.Index)
@@ -297,6 +300,9 @@ func (j *Job) endTurn(ctx context.Context, c Claim, more ...any) error {
 	case err == nil, repeated && errors.Is(err, zk.ErrNoNode):
 		return nil
 	case errors.Is(err, zk.ErrNoNode):
+		if ferr := j.finished(); ferr != nil {
+			return ferr
+		}
 		return fmt.Errorf("%w: item %d", ErrLeaseLost, c.Index)
 	}
 	return fmt.Errorf("job: giving item %d back: %w", c.Index, err)

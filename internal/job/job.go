@@ -28,6 +28,8 @@ var (
 	ErrExists = errors.New("job: a job already exists")
 	// ErrNoJob: nothing is at the root.
 	ErrNoJob = errors.New("job: no job")
+	// ErrNested: a job would be, or is, inside another job's tree.
+	ErrNested = errors.New("job: inside another job")
 	// ErrFinished: the job has ended and is sealed; there is nothing
 	// left to take.
 	ErrFinished = errors.New("job: finished")
@@ -76,6 +78,8 @@ type Job struct {
 	// log names unreadable records, each once (named); nil says nothing.
 	log   *slog.Logger
 	named sync.Map
+	// origins caches each bucket's origins (originOf).
+	origins sync.Map
 }
 
 // LocalClock reports whether the last ages were measured by this host's
@@ -211,6 +215,9 @@ func (j *Job) gone(cause error) error {
 		return fmt.Errorf("job: reading %s: %w", j.L.Root, cause)
 	case !ok:
 		return fmt.Errorf("%w at %s (it was removed)", ErrNoJob, j.L.Root)
+	}
+	if err := j.finished(); err != nil {
+		return err
 	}
 	return fmt.Errorf("%w: %s lacks nodes a job has; remove it with zkdog clear --root %s", ErrIncomplete, j.L.Root, j.L.Root)
 }
@@ -354,6 +361,24 @@ type FinishedError struct {
 
 func (e *FinishedError) Error() string {
 	return fmt.Sprintf("the job at %s is finished: %s", e.Root, e.Summary.Describe())
+}
+
+// finished is a FinishedError when the job is sealed, else nil: a node
+// the protocol needs may be missing because the job ended.
+func (j *Job) finished() error {
+	spec, err := j.Spec()
+	if err != nil || spec.State != protocol.StateFinished {
+		return nil
+	}
+	return finishedErr(j.L.Root, spec)
+}
+
+func finishedErr(root string, spec protocol.Job) error {
+	e := &FinishedError{Root: root}
+	if spec.Summary != nil {
+		e.Summary = *spec.Summary
+	}
+	return e
 }
 
 // Is makes a FinishedError match ErrFinished.

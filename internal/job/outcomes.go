@@ -63,21 +63,29 @@ func (j *Job) RecordLost(t protocol.Turn, leased bool, reason string) error {
 		version = protocol.LeasedVersion(t.Attempt)
 	}
 	r := protocol.Result{V: protocol.Version, Outcome: protocol.Lost, Exit: -1, Attempt: t.Attempt, Reason: reason}
-	return j.moveOn(t.Index, version,
-		&zk.CreateRequest{Path: j.L.Result(t.Index, protocol.Lost), Data: protocol.Encode(r), Acl: j.acl},
-		&zk.SetDataRequest{Path: j.L.Done(), Version: -1},
-		&zk.SetDataRequest{Path: j.L.Failed(), Version: -1},
-	)
+	return j.moveOnWith(t.Index, version, func(item []byte) []any {
+		r.Item = item // a sealed job keeps this result, not the item
+		return []any{
+			&zk.CreateRequest{Path: j.L.Result(t.Index, protocol.Lost), Data: protocol.Encode(r), Acl: j.acl},
+			&zk.SetDataRequest{Path: j.L.Done(), Version: -1},
+			&zk.SetDataRequest{Path: j.L.Failed(), Version: -1},
+		}
+	})
 }
 
 // moveOn bumps item index's version from version, with more operations in
 // the same transaction.
 func (j *Job) moveOn(index int, version int32, more ...any) error {
+	return j.moveOnWith(index, version, func([]byte) []any { return more })
+}
+
+// moveOnWith is moveOn with operations that need the item's text.
+func (j *Job) moveOnWith(index int, version int32, more func(item []byte) []any) error {
 	data, _, err := j.conn.Get(j.L.Item(index))
 	if err != nil {
 		return fmt.Errorf("job: reading item %d: %w", index, err)
 	}
-	ops := append([]any{&zk.SetDataRequest{Path: j.L.Item(index), Data: data, Version: version}}, more...)
+	ops := append([]any{&zk.SetDataRequest{Path: j.L.Item(index), Data: data, Version: version}}, more(data)...)
 	attempt, _ := protocol.TurnOf(version)
 	_, err = j.multi(ops...)
 	return j.staleOr(index, attempt, "moving on", err)

@@ -10,7 +10,7 @@ import (
 )
 
 // AwaitReady waits until the job is ready to take items from and returns
-// its settings. A job that does not exist is waited for up to absent,
+// its settings. A job that has ended is a FinishedError. A job that does not exist is waited for up to absent,
 // since it is usually a wrong --root; one being filled, for as long as its
 // master lives (its filler says so). ErrAbandoned when that master died;
 // protocol.ErrNotAJob when the root holds something else.
@@ -60,6 +60,9 @@ func (j *Job) readyOrWatch() (protocol.Job, Watch, error) {
 	spec, err := j.Spec()
 	if err != nil || spec.State == protocol.StateReady {
 		return spec, nil, err
+	}
+	if spec.State == protocol.StateFinished {
+		return protocol.Job{}, nil, finishedErr(j.L.Root, spec)
 	}
 	filling, _, fch, err := j.conn.ExistsW(j.L.Filler())
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/go-zookeeper/zk"
+
+	"github.com/zkdog/zkdog/internal/protocol"
 )
 
 // Remove deletes the job tree, a batch of deletes per request. Nodes that
@@ -34,6 +36,9 @@ func (j *Job) removeTree(p string) error {
 	paths := make([]string, len(kids))
 	for i, k := range kids {
 		paths[i] = p + "/" + k
+		if err := j.noJobAt(paths[i], k); err != nil {
+			return err
+		}
 	}
 	if err := j.deleteAll(paths); err != nil {
 		return err
@@ -86,4 +91,18 @@ func (j *Job) deleteBatch(batch []string) error {
 		}
 	}
 	return parallel(fillPipelined, fns...)
+}
+
+// noJobAt refuses to delete p, named name, when it is a job someone made
+// inside this one (by hand, or with a zkdog that did not check): deleting
+// it would end that job silently. Only names the protocol never writes
+// are read, so the check costs nothing for a job's own nodes.
+func (j *Job) noJobAt(p, name string) error {
+	if protocol.OwnName(name) {
+		return nil
+	}
+	if b, _, err := j.conn.Get(p); err == nil && protocol.LooksLikeJob(b) {
+		return fmt.Errorf("%w: the job at %s is inside %s; remove that one first (zkdog clear --root %s)", ErrNested, p, j.L.Root, p)
+	}
+	return nil
 }

@@ -195,6 +195,43 @@ func bucketName(b int) string { return fmt.Sprintf("%05d", b) }
 
 func indexName(index int) string { return fmt.Sprintf("%010d", index) }
 
+// ParseBucketName reads a bucket's child name; only a name as the layout
+// writes it is one.
+func ParseBucketName(name string) (int, error) {
+	b, err := strconv.Atoi(name)
+	if err != nil || b < 0 || b >= MaxChildren || bucketName(b) != name {
+		return 0, fmt.Errorf("protocol: %q is not a bucket name", name)
+	}
+	return b, nil
+}
+
+// OwnName reports whether name is one the protocol gives some node of a
+// job: a fixed child, a bucket, an item, a result, a turn or a timer.
+func OwnName(name string) bool {
+	switch name {
+	case itemsDir, resultsDir, leasesDir, retryDir, timersDir, cursorNode, doneNode,
+		failedNode, syncNode, clockNode, abortNode, fillerNode, workersNode:
+		return true
+	}
+	if strings.HasPrefix(name, TimerPrefix) {
+		return true
+	}
+	_, errB := ParseBucketName(name)
+	_, errI := ParseItemName(name)
+	_, _, errR := ParseResultName(name)
+	_, errT := ParseTurn(name)
+	return errB == nil || errI == nil || errR == nil || errT == nil
+}
+
+// ParseItemName reads an item's child name in its bucket.
+func ParseItemName(name string) (int, error) {
+	i, err := strconv.Atoi(name)
+	if err != nil || i < 0 || indexName(i) != name {
+		return 0, fmt.Errorf("protocol: %q is not an item name", name)
+	}
+	return i, nil
+}
+
 // ItemBucket is the parent of item bucket b.
 func (l Layout) ItemBucket(b int) string { return l.Items() + "/" + bucketName(b) }
 

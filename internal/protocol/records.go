@@ -71,6 +71,8 @@ type Summary struct {
 	// EndedMillis is when the job was sealed, by the master's clock.
 	EndedMillis int64  `json:"ended_ms"`
 	Host        string `json:"host"`
+	// Workers counts the workers that ever joined.
+	Workers int `json:"workers"`
 	// Kept: the whole tree was kept (--keep), not only what did not
 	// succeed.
 	Kept bool `json:"kept,omitempty"`
@@ -204,6 +206,15 @@ func DecodeJob(b []byte) (Job, error) {
 		return Job{}, fmt.Errorf("%w %d in the job node (this zkdog speaks %d)", ErrUnknownVersion, j.Protocol, Version)
 	}
 	return j, nil
+}
+
+// LooksLikeJob reports whether b is a job record of any protocol version:
+// a node that is another zkdog's job, even one this build cannot read.
+func LooksLikeJob(b []byte) bool {
+	var v struct {
+		Protocol int `json:"protocol"`
+	}
+	return json.Unmarshal(b, &v) == nil && v.Protocol > 0
 }
 
 func decodeRecord[T any](kind string, b []byte, version func(*T) int) (T, error) {
