@@ -22,11 +22,11 @@ import (
 // Sentinel errors.
 var (
 	// ErrInsecure: the file could be read or changed by others.
-	ErrInsecure = errors.New("creds: credentials file not private")
+	ErrInsecure = errors.New("credentials file not private")
 	// ErrBadFile: the file is not one line USER:SECRET.
-	ErrBadFile = errors.New("creds: bad credentials file")
+	ErrBadFile = errors.New("bad credentials file")
 	// ErrMissing: there is no credentials file.
-	ErrMissing = errors.New("creds: no credentials file")
+	ErrMissing = errors.New("no credentials file")
 )
 
 // secretBytes is the secret's strength: 256 random bits.
@@ -68,7 +68,7 @@ func (c Credentials) GoString() string { return c.String() }
 func DefaultPath() (string, error) {
 	home, err := os.UserHomeDir()
 	if err != nil {
-		return "", fmt.Errorf("creds: no home directory for the default credentials file (%v); give --auth-file", err)
+		return "", fmt.Errorf("no home directory for the default credentials file (%v); give --auth-file", err)
 	}
 	return filepath.Join(home, ".zkdog", "credentials"), nil
 }
@@ -83,7 +83,7 @@ func Load(path string) (Credentials, error) {
 		return Credentials{}, fmt.Errorf("%w at %s", ErrMissing, path)
 	}
 	if err != nil {
-		return Credentials{}, fmt.Errorf("creds: %w", err)
+		return Credentials{}, fmt.Errorf("%w", err)
 	}
 	if err := private(path, fi); err != nil {
 		return Credentials{}, err
@@ -110,7 +110,7 @@ func private(path string, fi fs.FileInfo) error {
 func readSmall(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("creds: %w", err)
+		return nil, fmt.Errorf("%w", err)
 	}
 	defer f.Close()
 	b := make([]byte, maxFileBytes+1)
@@ -173,32 +173,32 @@ func create(path string) (Credentials, error) {
 	}
 	raw := make([]byte, secretBytes)
 	if _, err := rand.Read(raw); err != nil {
-		return Credentials{}, fmt.Errorf("creds: %w", err)
+		return Credentials{}, fmt.Errorf("%w", err)
 	}
 	c := Credentials{User: name, Path: path, secret: base64.RawURLEncoding.EncodeToString(raw)}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return Credentials{}, fmt.Errorf("creds: creating %s: %w", filepath.Dir(path), err)
+		return Credentials{}, fmt.Errorf("creating %s: %w", filepath.Dir(path), err)
 	}
 	// Written to a private temporary file and linked into place, so that
 	// a reader never sees a half-written file and two creators never
 	// overwrite each other.
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".credentials-*")
 	if err != nil {
-		return Credentials{}, fmt.Errorf("creds: %w", err)
+		return Credentials{}, fmt.Errorf("%w", err)
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(append(c.AuthData(), '\n')); err != nil {
 		tmp.Close()
-		return Credentials{}, fmt.Errorf("creds: writing %s: %w", tmp.Name(), err)
+		return Credentials{}, fmt.Errorf("writing %s: %w", tmp.Name(), err)
 	}
 	if err := tmp.Close(); err != nil {
-		return Credentials{}, fmt.Errorf("creds: writing %s: %w", tmp.Name(), err)
+		return Credentials{}, fmt.Errorf("writing %s: %w", tmp.Name(), err)
 	}
 	if err := os.Link(tmp.Name(), path); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return Credentials{}, err
 		}
-		return Credentials{}, fmt.Errorf("creds: creating %s: %w", path, err)
+		return Credentials{}, fmt.Errorf("creating %s: %w", path, err)
 	}
 	return c, nil
 }
@@ -213,5 +213,5 @@ func userName() (string, error) {
 	if n := os.Getenv("USER"); n != "" && !strings.Contains(n, ":") {
 		return n, nil
 	}
-	return "", errors.New("creds: cannot tell this account's user name for a new credentials file; write one yourself: USER:SECRET, mode 600")
+	return "", errors.New("cannot tell this account's user name for a new credentials file; write one yourself: USER:SECRET, mode 600")
 }

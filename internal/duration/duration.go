@@ -13,7 +13,7 @@ import (
 )
 
 // ErrBad reports a duration that cannot be parsed.
-var ErrBad = errors.New("duration: bad duration")
+var ErrBad = errors.New("bad duration")
 
 // Parse reads a duration. Negative durations are refused: no zkdog
 // setting means "in the past".

@@ -114,7 +114,7 @@ func (j *Job) CheckAccess(write bool) error {
 	case errors.Is(err, zk.ErrNoAuth):
 		return j.noAccess()
 	case err != nil:
-		return fmt.Errorf("job: reading the ACL of %s: %w", j.L.Root, err)
+		return fmt.Errorf("reading the ACL of %s: %w", j.L.Root, err)
 	}
 	// What is not a job is said so first, whatever its ACL.
 	if _, err := j.Spec(); err != nil {
@@ -147,7 +147,7 @@ func (j *Job) noAccess() error {
 // read together, about one round trip.
 func (j *Job) jobACL() ([]zk.ACL, error) {
 	paths := []string{j.L.Root, j.L.Items(), j.L.Results(), j.L.Leases(), j.L.Retry(), j.L.Timers(),
-		j.L.Cursor(), j.L.Done(), j.L.Failed(), j.L.Clock(), j.L.Workers()}
+		j.L.Cursor(), j.L.Done(), j.L.Failed(), j.L.Clock(), j.L.Workers(), j.L.Attempts(), j.L.Stats()}
 	acls := make([][]zk.ACL, len(paths))
 	fns := make([]func() error, len(paths))
 	for i, p := range paths {
@@ -228,7 +228,7 @@ func (j *Job) Authenticate() error {
 		return nil
 	}
 	if err := j.conn.AddAuth("digest", []byte(j.access.DigestUser+":"+j.access.DigestSecret)); err != nil {
-		return fmt.Errorf("job: authenticating as digest user %s: %w", j.access.DigestUser, err)
+		return fmt.Errorf("authenticating as digest user %s: %w", j.access.DigestUser, err)
 	}
 	return nil
 }

@@ -74,7 +74,7 @@ func (j *Job) FillFrom(ctx context.Context, spec protocol.Job, items [][]byte, o
 		return err
 	}
 	if origins != nil && len(origins) != len(items) {
-		return fmt.Errorf("job: %d origins for %d items", len(origins), len(items))
+		return fmt.Errorf("%d origins for %d items", len(origins), len(items))
 	}
 	spec.Protocol = protocol.Version
 	spec.Items = len(items)
@@ -108,7 +108,7 @@ func (j *Job) createRoot(spec protocol.Job) error {
 		&zk.CreateRequest{Path: j.L.Filler(), Acl: j.acl, Flags: zk.FlagEphemeral},
 	}
 	for _, p := range []string{j.L.Items(), j.L.Results(), j.L.Leases(), j.L.Retry(), j.L.Timers(),
-		j.L.Cursor(), j.L.Done(), j.L.Failed(), j.L.Clock(), j.L.Workers()} {
+		j.L.Cursor(), j.L.Done(), j.L.Failed(), j.L.Clock(), j.L.Workers(), j.L.Attempts(), j.L.Stats()} {
 		ops = append(ops, &zk.CreateRequest{Path: p, Acl: j.acl})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), createPatience)
@@ -129,7 +129,7 @@ func (j *Job) createRoot(spec protocol.Job) error {
 			return j.createErr(path.Dir(j.L.Root), err)
 		}
 		if perr := pause(ctx); perr != nil {
-			return fmt.Errorf("job: creating %s: %w (gave up: %w)", j.L.Root, err, perr)
+			return fmt.Errorf("creating %s: %w (gave up: %w)", j.L.Root, err, perr)
 		}
 	}
 }
@@ -138,7 +138,7 @@ func (j *Job) createRoot(spec protocol.Job) error {
 // whose parent it is.
 func (j *Job) createErr(parent string, err error) error {
 	if !errors.Is(err, zk.ErrNoAuth) {
-		return fmt.Errorf("job: creating %s: %w", j.L.Root, err)
+		return fmt.Errorf("creating %s: %w", j.L.Root, err)
 	}
 	owners := "another identity"
 	if acl, _, aerr := j.conn.GetACL(parent); aerr == nil {
@@ -229,9 +229,10 @@ func (j *Job) fill(ctx context.Context, spec protocol.Job, items [][]byte, origi
 		data := bucketOrigins(origins, b)
 		dirs.create(j.L.ItemBucket(b), data)
 		dirs.create(j.L.ResultBucket(b), data)
+		dirs.create(j.L.AttemptBucket(b), nil)
 	}
 	if err := dirs.wait(); err != nil {
-		return fmt.Errorf("job: creating buckets: %w", err)
+		return fmt.Errorf("creating buckets: %w", err)
 	}
 	b := &batcher{job: j, ctx: ctx, total: len(items), progress: progress}
 	for i, it := range items {
@@ -241,7 +242,7 @@ func (j *Job) fill(ctx context.Context, spec protocol.Job, items [][]byte, origi
 		b.create(j.L.Sync(), []byte("sync"))
 	}
 	if err := b.wait(); err != nil {
-		return fmt.Errorf("job: writing items: %w", err)
+		return fmt.Errorf("writing items: %w", err)
 	}
 	if err := context.Cause(ctx); ctx.Err() != nil {
 		return err
@@ -283,7 +284,7 @@ func (j *Job) markReady(spec protocol.Job) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("job: marking %s ready: %w", j.L.Root, err)
+		return fmt.Errorf("marking %s ready: %w", j.L.Root, err)
 	}
 	return nil
 }

@@ -44,7 +44,7 @@ func (j *Job) Take(ctx context.Context, spec protocol.Job, lease protocol.Lease)
 		if err != nil {
 			// A lost reply leaves a ticket nobody leases; the master's
 			// sweep finds its item.
-			return Claim{}, fmt.Errorf("job: taking a ticket: %w", err)
+			return Claim{}, fmt.Errorf("taking a ticket: %w", err)
 		}
 		ticket := int(st.Version) - 1
 		if ticket >= spec.Items {
@@ -56,7 +56,7 @@ func (j *Job) Take(ctx context.Context, spec protocol.Job, lease protocol.Lease)
 		}
 		return c, err
 	}
-	return j.takeRetry(ctx, lease)
+	return j.takeRetry(ctx, spec, lease)
 }
 
 // errTaken: the turn went to someone else first, or moved on.
@@ -66,19 +66,29 @@ var errTaken = errors.New("job: turn taken meanwhile")
 // handed out again, so it is short, and a worker lists it only after the
 // cursor has run out. Of two workers racing for an entry exactly one wins:
 // both move the item's version.
-func (j *Job) takeRetry(ctx context.Context, lease protocol.Lease) (Claim, error) {
+func (j *Job) takeRetry(ctx context.Context, spec protocol.Job, lease protocol.Lease) (Claim, error) {
 	names, err := j.sortedChildren(j.L.Retry())
+	if errors.Is(err, zk.ErrNoNode) {
+		return Claim{}, j.gone(err)
+	}
 	if err != nil {
 		return Claim{}, j.listErr(j.L.Retry(), err)
 	}
+	var due time.Time
 	for _, t := range j.turns(j.L.Retry(), names) {
+		if at, held := j.heldBack(spec, t); held {
+			if due.IsZero() || at.Before(due) {
+				due = at
+			}
+			continue
+		}
 		c, err := j.claim(ctx, t, lease, true)
 		if errors.Is(err, errTaken) {
 			continue
 		}
 		return c, err
 	}
-	return Claim{}, ErrEmpty
+	return Claim{}, &EmptyError{Due: due}
 }
 
 // claim leases turn t: one transaction that checks the worker's timer,
@@ -101,7 +111,7 @@ func (j *Job) claim(ctx context.Context, t protocol.Turn, lease protocol.Lease, 
 		return Claim{}, j.gone(err)
 	}
 	if err != nil {
-		return Claim{}, fmt.Errorf("job: reading item %d: %w", t.Index, err)
+		return Claim{}, fmt.Errorf("reading item %d: %w", t.Index, err)
 	}
 	if st.Version != protocol.OpenVersion(t.Attempt) {
 		return Claim{}, j.dropStale(t, fromRetry)
@@ -142,7 +152,7 @@ func (j *Job) claim(ctx context.Context, t protocol.Turn, lease protocol.Lease, 
 		case errors.Is(err, zk.ErrBadVersion), errors.Is(err, zk.ErrNodeExists), errors.Is(err, zk.ErrNoNode):
 			return Claim{}, errTaken
 		default:
-			return Claim{}, fmt.Errorf("job: leasing item %d: %w", t.Index, err)
+			return Claim{}, fmt.Errorf("leasing item %d: %w", t.Index, err)
 		}
 	}
 }
@@ -162,7 +172,7 @@ func (j *Job) lastLook(c Claim, cause error) (Claim, error) {
 	if owned, err := j.ownsLease(ctx, c.Turn); err == nil && owned {
 		return c, nil
 	}
-	return Claim{}, fmt.Errorf("job: leasing item %d: %w", c.Index, cause)
+	return Claim{}, fmt.Errorf("leasing item %d: %w", c.Index, cause)
 }
 
 // dropStale deletes a retry entry whose turn the item has moved past (it
@@ -171,7 +181,7 @@ func (j *Job) lastLook(c Claim, cause error) (Claim, error) {
 func (j *Job) dropStale(t protocol.Turn, fromRetry bool) error {
 	if fromRetry {
 		if err := j.conn.Delete(j.L.RetryEntry(t), -1); err != nil && !errors.Is(err, zk.ErrNoNode) && !Transient(err) {
-			return fmt.Errorf("job: removing stale retry entry %s: %w", t.Name(), err)
+			return fmt.Errorf("removing stale retry entry %s: %w", t.Name(), err)
 		}
 	}
 	return errTaken
@@ -184,7 +194,7 @@ func (j *Job) ownsLease(ctx context.Context, t protocol.Turn) (bool, error) {
 	var st *zk.Stat
 	err := retry(ctx, func() (err error) { st, err = j.stat(j.L.Lease(t)); return })
 	if err != nil {
-		return false, fmt.Errorf("job: reading the lease of item %d: %w", t.Index, err)
+		return false, fmt.Errorf("reading the lease of item %d: %w", t.Index, err)
 	}
 	return st != nil && st.EphemeralOwner == j.session(), nil
 }
@@ -235,9 +245,9 @@ func (j *Job) Record(ctx context.Context, c Claim, r protocol.Result) error {
 		}
 		return fmt.Errorf("%w: item %d attempt %d; its result was not recorded", ErrLeaseLost, c.Index, c.Attempt)
 	case errors.Is(err, zk.ErrNodeExists):
-		return fmt.Errorf("job: item %d already has a result; this one was not recorded", c.Index)
+		return fmt.Errorf("item %d already has a result; this one was not recorded", c.Index)
 	}
-	return fmt.Errorf("job: recording the result of item %d: %w", c.Index, err)
+	return fmt.Errorf("recording the result of item %d: %w", c.Index, err)
 }
 
 // ownResult reports whether the item's recorded result is this claim's.
@@ -305,7 +315,7 @@ func (j *Job) endTurn(ctx context.Context, c Claim, more ...any) error {
 		}
 		return fmt.Errorf("%w: item %d", ErrLeaseLost, c.Index)
 	}
-	return fmt.Errorf("job: giving item %d back: %w", c.Index, err)
+	return fmt.Errorf("giving item %d back: %w", c.Index, err)
 }
 
 // ReleaseBarrier deletes the sync node, if any: the first worker to start
@@ -313,7 +323,7 @@ func (j *Job) endTurn(ctx context.Context, c Claim, more ...any) error {
 func (j *Job) ReleaseBarrier() error {
 	err := j.conn.Delete(j.L.Sync(), -1)
 	if err != nil && !errors.Is(err, zk.ErrNoNode) {
-		return fmt.Errorf("job: releasing the sync barrier: %w", err)
+		return fmt.Errorf("releasing the sync barrier: %w", err)
 	}
 	return nil
 }

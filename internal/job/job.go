@@ -25,36 +25,36 @@ import (
 // Sentinel errors.
 var (
 	// ErrExists: a job (or something else) is already at the root.
-	ErrExists = errors.New("job: a job already exists")
+	ErrExists = errors.New("a job already exists")
 	// ErrNoJob: nothing is at the root.
-	ErrNoJob = errors.New("job: no job")
+	ErrNoJob = errors.New("no job")
 	// ErrNested: a job would be, or is, inside another job's tree.
-	ErrNested = errors.New("job: inside another job")
+	ErrNested = errors.New("inside another job")
 	// ErrFinished: the job has ended and is sealed; there is nothing
 	// left to take.
-	ErrFinished = errors.New("job: finished")
+	ErrFinished = errors.New("finished")
 	// ErrIncomplete: the root is a zkdog job, but nodes the protocol needs
 	// are gone (a removal was interrupted); zkdog clear removes it.
-	ErrIncomplete = errors.New("job: the job is partly removed")
+	ErrIncomplete = errors.New("the job is partly removed")
 	// ErrAbandoned: the job was left filling by a master that died.
-	ErrAbandoned = errors.New("job: left unfinished by its master")
+	ErrAbandoned = errors.New("left unfinished by its master")
 	// ErrEmpty: no item is left to take.
-	ErrEmpty = errors.New("job: queue empty")
+	ErrEmpty = errors.New("queue empty")
 	// ErrLeaseLost: the item's lease is gone, so another worker may own it
 	// and this worker's result is not recorded.
-	ErrLeaseLost = errors.New("job: lease lost")
+	ErrLeaseLost = errors.New("lease lost")
 	// ErrTimerLost: the worker's timer is gone (its session expired, or
 	// someone deleted it), so it may not take items.
-	ErrTimerLost = errors.New("job: timer lost")
+	ErrTimerLost = errors.New("timer lost")
 	// ErrTooLarge: an item is over protocol.MaxItemBytes.
-	ErrTooLarge = errors.New("job: item too large")
+	ErrTooLarge = errors.New("item too large")
 	// ErrStale: the item has moved on to a later turn.
-	ErrStale = errors.New("job: stale attempt")
+	ErrStale = errors.New("stale attempt")
 	// ErrNoAccess: the handle's identity may not read, or not change, the
 	// job.
-	ErrNoAccess = errors.New("job: not allowed")
+	ErrNoAccess = errors.New("not allowed")
 	// ErrUnsafe: the job's ACL lets others than its owner change it.
-	ErrUnsafe = errors.New("job: not private")
+	ErrUnsafe = errors.New("not private")
 )
 
 // RetryPause spaces out the repeats of a request that failed on a dropped
@@ -119,7 +119,7 @@ func (j *Job) Spec() (protocol.Job, error) {
 	case errors.Is(err, zk.ErrNoAuth):
 		return protocol.Job{}, j.noAccess()
 	case err != nil:
-		return protocol.Job{}, fmt.Errorf("job: reading %s: %w", j.L.Root, err)
+		return protocol.Job{}, fmt.Errorf("reading %s: %w", j.L.Root, err)
 	}
 	return decodeJob(j.L.Root, b)
 }
@@ -141,7 +141,7 @@ func (j *Job) ServerTime() (time.Time, error) {
 		return time.Time{}, j.gone(err)
 	}
 	if err != nil {
-		return time.Time{}, fmt.Errorf("job: reading the server clock: %w", err)
+		return time.Time{}, fmt.Errorf("reading the server clock: %w", err)
 	}
 	return time.UnixMilli(st.Mtime), nil
 }
@@ -153,7 +153,7 @@ func (j *Job) ServerTime() (time.Time, error) {
 // first.
 func (j *Job) Sync() error {
 	if _, err := j.conn.Sync(j.L.Root); err != nil {
-		return fmt.Errorf("job: syncing with the leader: %w", err)
+		return fmt.Errorf("syncing with the leader: %w", err)
 	}
 	return nil
 }
@@ -197,7 +197,7 @@ func (j *Job) Counts(spec protocol.Job) (Counts, error) {
 		return c, j.gone(zk.ErrNoNode)
 	}
 	if err != nil {
-		return c, fmt.Errorf("job: reading counters: %w", err)
+		return c, fmt.Errorf("reading counters: %w", err)
 	}
 	c.Issued = min(int(issued.Version), spec.Items)
 	c.Done, c.Failed, c.Workers = int(done.Version), int(failed.Version), int(workers.Version)
@@ -212,7 +212,7 @@ func (j *Job) gone(cause error) error {
 	ok, _, err := j.conn.Exists(j.L.Root)
 	switch {
 	case err != nil:
-		return fmt.Errorf("job: reading %s: %w", j.L.Root, cause)
+		return fmt.Errorf("reading %s: %w", j.L.Root, cause)
 	case !ok:
 		return fmt.Errorf("%w at %s (it was removed)", ErrNoJob, j.L.Root)
 	}
@@ -230,7 +230,7 @@ func (j *Job) Abort(reason string) error {
 		return j.gone(err)
 	}
 	if err != nil && !errors.Is(err, zk.ErrNodeExists) {
-		return fmt.Errorf("job: writing %s: %w", j.L.Abort(), err)
+		return fmt.Errorf("writing %s: %w", j.L.Abort(), err)
 	}
 	return nil
 }
@@ -242,7 +242,7 @@ func (j *Job) AbortReason() (reason string, ok bool, err error) {
 		return "", false, nil
 	}
 	if err != nil {
-		return "", false, fmt.Errorf("job: reading %s: %w", j.L.Abort(), err)
+		return "", false, fmt.Errorf("reading %s: %w", j.L.Abort(), err)
 	}
 	return abortText(b), true, nil
 }

@@ -88,7 +88,7 @@ func visit(conn *zk.Conn, p string) (*Listing, []string, error) {
 		}
 		return l, nil, nil
 	case err != nil:
-		return nil, nil, fmt.Errorf("job: reading %s: %w", p, err)
+		return nil, nil, fmt.Errorf("reading %s: %w", p, err)
 	}
 	if protocol.LooksLikeJob(b) {
 		l, err := describe(conn, p, b, st)
@@ -96,7 +96,7 @@ func visit(conn *zk.Conn, p string) (*Listing, []string, error) {
 	}
 	kids, _, err := conn.Children(p)
 	if err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrNoAuth) {
-		return nil, nil, fmt.Errorf("job: listing %s: %w", p, err)
+		return nil, nil, fmt.Errorf("listing %s: %w", p, err)
 	}
 	var next []string
 	for _, k := range kids {
@@ -149,7 +149,7 @@ func describe(conn *zk.Conn, root string, b []byte, st *zk.Stat) (*Listing, erro
 		}
 	}
 	if err := parallel(len(fns), fns...); err != nil {
-		return nil, fmt.Errorf("job: reading the counters of %s: %w", root, err)
+		return nil, fmt.Errorf("reading the counters of %s: %w", root, err)
 	}
 	return l, nil
 }

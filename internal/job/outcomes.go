@@ -31,15 +31,14 @@ func (j *Job) Finished(b int) (map[int]bool, error) {
 }
 
 // Requeue hands an item out again after its leased turn t ended without a
-// result: it moves the item past the turn (so the old turn can never
-// record) and puts the next turn, with charged attempts charged, on the
-// retry list, in one transaction. ErrStale when the item has moved on
-// already (a result landed, or another master requeued it), which callers
-// may ignore.
+// result because its worker vanished: it moves the item past the turn (so
+// the old turn can never record), keeps a record of the attempt and puts
+// the next turn, with charged attempts charged, on the retry list, in one
+// transaction. ErrStale when the item has moved on already (a result
+// landed, or another master requeued it), which callers may ignore.
 func (j *Job) Requeue(t protocol.Turn, charged int) error {
-	next := protocol.Turn{Index: t.Index, Attempt: t.Attempt + 1, Charged: charged}
-	return j.moveOn(t.Index, protocol.LeasedVersion(t.Attempt),
-		&zk.CreateRequest{Path: j.L.RetryEntry(next), Acl: j.acl})
+	return j.RequeueAttempt(t, charged, protocol.Result{Outcome: protocol.Vanished, Exit: -1,
+		Reason: "its worker vanished without a result"})
 }
 
 // Reoffer puts turn t, which was never leased (its ticket's reply was
@@ -58,19 +57,7 @@ func (j *Job) Reoffer(t protocol.Turn) error {
 // and moves the item past turn t so that it can never record after all;
 // one transaction. ErrStale when the item moved on already.
 func (j *Job) RecordLost(t protocol.Turn, leased bool, reason string) error {
-	version := protocol.OpenVersion(t.Attempt)
-	if leased {
-		version = protocol.LeasedVersion(t.Attempt)
-	}
-	r := protocol.Result{V: protocol.Version, Outcome: protocol.Lost, Exit: -1, Attempt: t.Attempt, Reason: reason}
-	return j.moveOnWith(t.Index, version, func(item []byte) []any {
-		r.Item = item // a sealed job keeps this result, not the item
-		return []any{
-			&zk.CreateRequest{Path: j.L.Result(t.Index, protocol.Lost), Data: protocol.Encode(r), Acl: j.acl},
-			&zk.SetDataRequest{Path: j.L.Done(), Version: -1},
-			&zk.SetDataRequest{Path: j.L.Failed(), Version: -1},
-		}
-	})
+	return j.RecordFor(t, leased, protocol.Result{Outcome: protocol.Lost, Exit: -1, Reason: reason})
 }
 
 // moveOn bumps item index's version from version, with more operations in
@@ -83,7 +70,7 @@ func (j *Job) moveOn(index int, version int32, more ...any) error {
 func (j *Job) moveOnWith(index int, version int32, more func(item []byte) []any) error {
 	data, _, err := j.conn.Get(j.L.Item(index))
 	if err != nil {
-		return fmt.Errorf("job: reading item %d: %w", index, err)
+		return fmt.Errorf("reading item %d: %w", index, err)
 	}
 	ops := append([]any{&zk.SetDataRequest{Path: j.L.Item(index), Data: data, Version: version}}, more(data)...)
 	attempt, _ := protocol.TurnOf(version)
@@ -98,7 +85,7 @@ func (j *Job) staleOr(index, attempt int, doing string, err error) error {
 	case errors.Is(err, zk.ErrBadVersion) || errors.Is(err, zk.ErrNodeExists):
 		return fmt.Errorf("%w: item %d is past attempt %d", ErrStale, index, attempt)
 	}
-	return fmt.Errorf("job: %s item %d: %w", doing, index, err)
+	return fmt.Errorf("%s item %d: %w", doing, index, err)
 }
 
 // ItemTurn reads where item index is: the attempt of its current turn and
@@ -109,7 +96,7 @@ func (j *Job) ItemTurn(index int) (attempt int, leased bool, err error) {
 		err = zk.ErrNoNode
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("job: reading item %d: %w", index, err)
+		return 0, false, fmt.Errorf("reading item %d: %w", index, err)
 	}
 	attempt, leased = protocol.TurnOf(st.Version)
 	return attempt, leased, nil
@@ -170,7 +157,7 @@ func (j *Job) ResultOf(o Outcome) (protocol.Result, []byte, error) {
 		func() (err error) { item, _, err = j.conn.Get(j.L.Item(o.Index)); return },
 	)
 	if err != nil {
-		return r, nil, fmt.Errorf("job: reading the result of item %d: %w", o.Index, err)
+		return r, nil, fmt.Errorf("reading the result of item %d: %w", o.Index, err)
 	}
 	if decodeErr != nil {
 		// The outcome is in the name, so the item still counts; what the

@@ -52,7 +52,7 @@ func (j *Job) AwaitReady(ctx context.Context, absent time.Duration) (protocol.Jo
 func (j *Job) readyOrWatch() (protocol.Job, Watch, error) {
 	ok, _, ch, err := j.conn.ExistsW(j.L.Root)
 	if err != nil {
-		return protocol.Job{}, nil, fmt.Errorf("job: reading %s: %w", j.L.Root, err)
+		return protocol.Job{}, nil, fmt.Errorf("reading %s: %w", j.L.Root, err)
 	}
 	if !ok {
 		return protocol.Job{}, watchOf(ch), fmt.Errorf("%w at %s", ErrNoJob, j.L.Root)
@@ -66,7 +66,7 @@ func (j *Job) readyOrWatch() (protocol.Job, Watch, error) {
 	}
 	filling, _, fch, err := j.conn.ExistsW(j.L.Filler())
 	if err != nil {
-		return protocol.Job{}, nil, fmt.Errorf("job: reading %s: %w", j.L.Filler(), err)
+		return protocol.Job{}, nil, fmt.Errorf("reading %s: %w", j.L.Filler(), err)
 	}
 	if filling {
 		return spec, either(watchOf(ch), watchOf(fch)), nil

@@ -15,7 +15,7 @@ import (
 // and stops its child.
 func (j *Job) Remove() error {
 	if err := j.removeTree(j.L.Root); err != nil {
-		return fmt.Errorf("job: removing %s: %w", j.L.Root, err)
+		return fmt.Errorf("removing %s: %w", j.L.Root, err)
 	}
 	return nil
 }

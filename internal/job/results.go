@@ -28,6 +28,9 @@ type Row struct {
 	Started time.Time
 	// Attempts counts the turns the item was handed out for.
 	Attempts int
+	// Earlier are the records of the attempts before the last that ran
+	// and ended without the item's result, oldest first.
+	Earlier []protocol.Result
 }
 
 // BucketOutcomes lists the results in result bucket b, one listing of
@@ -98,9 +101,14 @@ func (j *Job) Rows(ctx context.Context, want func(protocol.Outcome) bool) ([]Row
 		}
 		picked = append(picked, open...)
 	}
-	rows := make([]Row, len(picked))
-	fns := make([]func() error, len(picked))
-	for k, o := range picked {
+	return j.RowsOf(picked)
+}
+
+// RowsOf reads the rows of outcomes, pipelined, in the job's order.
+func (j *Job) RowsOf(outcomes []Outcome) ([]Row, error) {
+	rows := make([]Row, len(outcomes))
+	fns := make([]func() error, len(outcomes))
+	for k, o := range outcomes {
 		fns[k] = func() (err error) { rows[k], err = j.Row(o); return }
 	}
 	if err := parallel(32, fns...); err != nil {
@@ -149,7 +157,7 @@ func (j *Job) Row(o Outcome) (Row, error) {
 	p := j.L.Result(o.Index, o.Outcome)
 	b, st, err := j.conn.Get(p)
 	if err != nil {
-		return Row{}, fmt.Errorf("job: reading the result of item %d: %w", o.Index, err)
+		return Row{}, fmt.Errorf("reading the result of item %d: %w", o.Index, err)
 	}
 	r, err := protocol.DecodeResult(b)
 	if err != nil {
@@ -161,17 +169,20 @@ func (j *Job) Row(o Outcome) (Row, error) {
 	if row.Item == nil {
 		// Results of ok items leave the text to the item.
 		if row.Item, _, err = j.conn.Get(j.L.Item(o.Index)); err != nil && !errors.Is(err, zk.ErrNoNode) {
-			return Row{}, fmt.Errorf("job: reading item %d: %w", o.Index, err)
+			return Row{}, fmt.Errorf("reading item %d: %w", o.Index, err)
 		}
 	}
 	row.Origin, err = j.originOf(o.Index, j.L.ResultBucket(protocol.Bucket(o.Index)))
+	if err == nil && r.Attempt > 1 {
+		row.Earlier, err = j.Earlier(o.Index, r.Attempt)
+	}
 	return row, err
 }
 
 func (j *Job) unfinishedRow(index int) (Row, error) {
 	data, st, err := j.conn.Get(j.L.Item(index))
 	if err != nil {
-		return Row{}, fmt.Errorf("job: reading item %d: %w", index, err)
+		return Row{}, fmt.Errorf("reading item %d: %w", index, err)
 	}
 	attempt, leased := protocol.TurnOf(st.Version)
 	if !leased {
@@ -179,6 +190,9 @@ func (j *Job) unfinishedRow(index int) (Row, error) {
 	}
 	row := Row{Index: index, Outcome: protocol.Unfinished, Item: data, Attempts: attempt}
 	row.Origin, err = j.originOf(index, j.L.ItemBucket(protocol.Bucket(index)))
+	if err == nil {
+		row.Earlier, err = j.Earlier(index, attempt+1)
+	}
 	return row, err
 }
 
@@ -191,7 +205,7 @@ func (j *Job) originOf(index int, bucket string) (int, error) {
 	}
 	b, _, err := j.conn.Get(bucket)
 	if err != nil && !errors.Is(err, zk.ErrNoNode) {
-		return 0, fmt.Errorf("job: reading %s: %w", bucket, err)
+		return 0, fmt.Errorf("reading %s: %w", bucket, err)
 	}
 	origins, err := protocol.DecodeOrigins(b)
 	if err != nil {
@@ -199,4 +213,27 @@ func (j *Job) originOf(index int, bucket string) (int, error) {
 	}
 	j.origins.Store(bucket, origins)
 	return protocol.OriginIn(origins, index), nil
+}
+
+// Durations reads how long the attempts that recorded outcomes took: one
+// read per result, pipelined, and nothing else (not the item).
+func (j *Job) Durations(outcomes []Outcome) ([]time.Duration, error) {
+	out := make([]time.Duration, len(outcomes))
+	fns := make([]func() error, len(outcomes))
+	for k, o := range outcomes {
+		fns[k] = func() error {
+			b, _, err := j.conn.Get(j.L.Result(o.Index, o.Outcome))
+			if errors.Is(err, zk.ErrNoNode) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("reading the result of item %d: %w", o.Index, err)
+			}
+			if r, err := protocol.DecodeResult(b); err == nil {
+				out[k] = time.Duration(r.DurationMillis) * time.Millisecond
+			}
+			return nil
+		}
+	}
+	return out, parallel(32, fns...)
 }

@@ -82,7 +82,7 @@ func (j *Job) freeze(ctx context.Context, spec protocol.Job, sum protocol.Summar
 		return j.gone(err)
 	}
 	if err != nil {
-		return fmt.Errorf("job: sealing %s: %w", j.L.Root, err)
+		return fmt.Errorf("sealing %s: %w", j.L.Root, err)
 	}
 	return nil
 }
@@ -113,7 +113,7 @@ func countByOutcome(outcomes []Outcome, items int) map[protocol.Outcome]int {
 func (j *Job) prune(ctx context.Context, spec protocol.Job, outcomes []Outcome) error {
 	for _, dir := range []string{j.L.Timers(), j.L.Leases(), j.L.Retry()} {
 		if err := j.removeTree(dir); err != nil {
-			return fmt.Errorf("job: sealing %s: %w", j.L.Root, err)
+			return fmt.Errorf("sealing %s: %w", j.L.Root, err)
 		}
 	}
 	var gone []string
@@ -130,7 +130,7 @@ func (j *Job) prune(ctx context.Context, spec protocol.Job, outcomes []Outcome) 
 	}
 	gone = append(gone, j.L.Workers(), j.L.Sync(), j.L.Clock(), j.L.Abort(), j.L.Filler())
 	if err := j.deleteAll(gone); err != nil {
-		return fmt.Errorf("job: sealing %s: %w", j.L.Root, err)
+		return fmt.Errorf("sealing %s: %w", j.L.Root, err)
 	}
 	var buckets []string
 	for b := range protocol.Buckets(spec.Items) {
@@ -141,10 +141,55 @@ func (j *Job) prune(ctx context.Context, spec protocol.Job, outcomes []Outcome) 
 			buckets = append(buckets, j.L.ItemBucket(b))
 		}
 	}
-	if err := j.deleteAll(buckets); err != nil {
-		return fmt.Errorf("job: sealing %s: %w", j.L.Root, err)
+	if err := j.pruneAttempts(ctx, outcomes); err != nil {
+		return err
 	}
+	j.deleteIfEmpty(append(buckets, j.L.Stats()))
 	return nil
+}
+
+// pruneAttempts deletes the attempt records of the items that ended ok,
+// and the attempt buckets left empty.
+func (j *Job) pruneAttempts(ctx context.Context, outcomes []Outcome) error {
+	ok := make(map[int]bool)
+	for _, o := range outcomes {
+		if o.Outcome == protocol.OK {
+			ok[o.Index] = true
+		}
+	}
+	buckets, err := j.presentBuckets(ctx, j.L.Attempts())
+	if err != nil {
+		return err
+	}
+	var gone, dirs []string
+	for _, b := range buckets {
+		names, _, err := j.conn.Children(j.L.AttemptBucket(b))
+		if err != nil && !errors.Is(err, zk.ErrNoNode) {
+			return j.listErr(j.L.AttemptBucket(b), err)
+		}
+		for _, n := range names {
+			if i, _, err := protocol.ParseAttemptName(n); err == nil && ok[i] {
+				gone = append(gone, j.L.AttemptBucket(b)+"/"+n)
+			}
+		}
+		dirs = append(dirs, j.L.AttemptBucket(b))
+	}
+	if err := j.deleteAll(gone); err != nil {
+		return fmt.Errorf("sealing %s: %w", j.L.Root, err)
+	}
+	j.deleteIfEmpty(dirs)
+	j.deleteIfEmpty([]string{j.L.Attempts()}) // after its buckets
+	return nil
+}
+
+// deleteIfEmpty deletes each of paths that has no children, in order; a
+// node with children, or gone, stays as it is.
+func (j *Job) deleteIfEmpty(paths []string) {
+	fns := make([]func() error, len(paths))
+	for i, p := range paths {
+		fns[i] = func() error { _ = j.conn.Delete(p, -1); return nil }
+	}
+	_ = parallel(fillPipelined, fns...)
 }
 
 // bucketLen is how many items bucket b of a job of items holds.
@@ -157,7 +202,7 @@ func (j *Job) writeSummary(ctx context.Context, spec protocol.Job, sum protocol.
 	spec.State, spec.Summary = protocol.StateFinished, &sum
 	err := retry(ctx, func() error { _, err := j.conn.Set(j.L.Root, protocol.Encode(spec), -1); return err })
 	if err != nil {
-		return fmt.Errorf("job: sealing %s: %w", j.L.Root, err)
+		return fmt.Errorf("sealing %s: %w", j.L.Root, err)
 	}
 	return nil
 }

@@ -35,7 +35,7 @@ func (j *Job) CreateTimer(t protocol.Timer) (string, error) {
 	if errors.Is(err, zk.ErrNoNode) {
 		return "", j.gone(err)
 	}
-	return "", fmt.Errorf("job: creating a timer: %w", err)
+	return "", fmt.Errorf("creating a timer: %w", err)
 }
 
 // KickTimer rewrites the worker's own timer with data, which moves its
@@ -49,7 +49,7 @@ func (j *Job) KickTimer(name string, data protocol.Timer) error {
 	case errors.Is(err, zk.ErrNoNode):
 		return fmt.Errorf("%w: %s no longer exists", ErrTimerLost, j.L.Timer(name))
 	case err != nil:
-		return fmt.Errorf("job: kicking %s: %w", j.L.Timer(name), err)
+		return fmt.Errorf("kicking %s: %w", j.L.Timer(name), err)
 	case st.EphemeralOwner != j.session():
 		return fmt.Errorf("%w: %s now belongs to session 0x%x", ErrTimerLost, j.L.Timer(name), st.EphemeralOwner)
 	}
@@ -61,7 +61,7 @@ func (j *Job) KickTimer(name string, data protocol.Timer) error {
 func (j *Job) WatchTimer(name string) (exists bool, w Watch, err error) {
 	ok, _, ch, err := j.conn.ExistsW(j.L.Timer(name))
 	if err != nil {
-		return false, nil, fmt.Errorf("job: reading %s: %w", j.L.Timer(name), err)
+		return false, nil, fmt.Errorf("reading %s: %w", j.L.Timer(name), err)
 	}
 	return ok, watchOf(ch), nil
 }
@@ -70,7 +70,7 @@ func (j *Job) WatchTimer(name string) (exists bool, w Watch, err error) {
 // for the session to close. Gone already is not an error.
 func (j *Job) DeleteTimer(name string) error {
 	if err := j.conn.Delete(j.L.Timer(name), -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
-		return fmt.Errorf("job: deleting %s: %w", j.L.Timer(name), err)
+		return fmt.Errorf("deleting %s: %w", j.L.Timer(name), err)
 	}
 	return nil
 }
@@ -129,7 +129,7 @@ func (j *Job) Timers() (time.Time, []TimerState, error) {
 		fns = append(fns, func() (err error) { states[i], err = j.readTimer(name); return })
 	}
 	if err := parallel(32, fns...); err != nil {
-		return time.Time{}, nil, fmt.Errorf("job: reading timers: %w", err)
+		return time.Time{}, nil, fmt.Errorf("reading timers: %w", err)
 	}
 	out := make([]TimerState, 0, len(states))
 	for _, s := range states {
@@ -169,14 +169,14 @@ func (j *Job) Kick(name string) error {
 	p := j.L.Timer(name)
 	b, st, err := j.conn.Get(p)
 	if errors.Is(err, zk.ErrNoNode) {
-		return fmt.Errorf("job: no timer %s in %s; zkdog timers lists them", name, j.L.Timers())
+		return fmt.Errorf("no timer %s in %s; zkdog timers lists them", name, j.L.Timers())
 	}
 	if err != nil {
-		return fmt.Errorf("job: reading %s: %w", p, err)
+		return fmt.Errorf("reading %s: %w", p, err)
 	}
 	if _, err := j.conn.Set(p, b, st.Version); err != nil && !errors.Is(err, zk.ErrBadVersion) {
 		// A version conflict means the worker kicked it meanwhile.
-		return fmt.Errorf("job: kicking %s: %w", p, err)
+		return fmt.Errorf("kicking %s: %w", p, err)
 	}
 	return nil
 }
@@ -188,7 +188,7 @@ func (j *Job) Kick(name string) error {
 func (j *Job) AttachWork(timers []TimerState) error {
 	names, _, err := j.conn.Children(j.L.Leases())
 	if err != nil {
-		return fmt.Errorf("job: listing leases: %w", err)
+		return fmt.Errorf("listing leases: %w", err)
 	}
 	owners := make([]string, len(names))
 	fns := make([]func() error, 0, len(names))
@@ -208,7 +208,7 @@ func (j *Job) AttachWork(timers []TimerState) error {
 		})
 	}
 	if err := parallel(32, fns...); err != nil {
-		return fmt.Errorf("job: reading leases: %w", err)
+		return fmt.Errorf("reading leases: %w", err)
 	}
 	byTimer := make(map[string]int, len(timers))
 	for i := range timers {
@@ -242,7 +242,7 @@ func (j *Job) LiveTimers() (int, error) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("job: listing timers: %w", err)
+		return 0, fmt.Errorf("listing timers: %w", err)
 	}
 	return len(names), nil
 }

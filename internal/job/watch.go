@@ -63,7 +63,7 @@ func (j *Job) WatchTally() (Tally, Watch, error) {
 		return Tally{}, nil, j.gone(err)
 	}
 	if err != nil {
-		return Tally{}, nil, fmt.Errorf("job: reading the result counters: %w", err)
+		return Tally{}, nil, fmt.Errorf("reading the result counters: %w", err)
 	}
 	return Tally{Done: int(done.Version), Failed: int(failed.Version)}, watchOf(ch), nil
 }
@@ -97,7 +97,7 @@ func (j *Job) WatchTimers() (Presence, Watch, error) {
 		return Presence{}, nil, j.gone(err)
 	}
 	if err != nil {
-		return Presence{}, nil, fmt.Errorf("job: listing timers: %w", err)
+		return Presence{}, nil, fmt.Errorf("listing timers: %w", err)
 	}
 	p.Came = int(workers.Version)
 	return p, watchOf(ch), nil
@@ -134,7 +134,7 @@ func (j *Job) listErr(p string, err error) error {
 	if errors.Is(err, zk.ErrNoNode) {
 		return j.gone(err)
 	}
-	return fmt.Errorf("job: listing %s: %w", p, err)
+	return fmt.Errorf("listing %s: %w", p, err)
 }
 
 // turns parses the lease or retry entry names under dir; a name of another
@@ -157,7 +157,7 @@ func (j *Job) turns(dir string, names []string) []protocol.Turn {
 func (j *Job) WatchBarrier() (released bool, w Watch, err error) {
 	ok, _, ch, err := j.conn.ExistsW(j.L.Sync())
 	if err != nil {
-		return false, nil, fmt.Errorf("job: reading the sync barrier: %w", err)
+		return false, nil, fmt.Errorf("reading the sync barrier: %w", err)
 	}
 	return !ok, watchOf(ch), nil
 }
@@ -167,7 +167,7 @@ func (j *Job) WatchBarrier() (released bool, w Watch, err error) {
 func (j *Job) WatchAbort() (reason string, aborted bool, w Watch, err error) {
 	ok, _, ch, err := j.conn.ExistsW(j.L.Abort())
 	if err != nil {
-		return "", false, nil, fmt.Errorf("job: reading %s: %w", j.L.Abort(), err)
+		return "", false, nil, fmt.Errorf("reading %s: %w", j.L.Abort(), err)
 	}
 	if !ok {
 		return "", false, watchOf(ch), nil
@@ -209,7 +209,7 @@ func (j *Job) WatchRetryOrDone() (retry, done int, w Watch, err error) {
 		return 0, 0, nil, j.gone(err)
 	}
 	if err != nil {
-		return 0, 0, nil, fmt.Errorf("job: reading the retry list and results: %w", err)
+		return 0, 0, nil, fmt.Errorf("reading the retry list and results: %w", err)
 	}
 	return len(names), int(st.Version), either(watchOf(rw), watchOf(dw)), nil
 }

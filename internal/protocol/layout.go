@@ -64,13 +64,15 @@ const (
 	abortNode   = "abort"
 	fillerNode  = "filler"
 	workersNode = "workers"
+	attemptsDir = "attempts"
+	statsNode   = "stats"
 
 	// TimerPrefix is the name prefix of the ephemeral sequential timers.
 	TimerPrefix = "t-"
 )
 
 // ErrBadRoot reports a job root that is not a usable ZooKeeper path.
-var ErrBadRoot = errors.New("protocol: bad job root")
+var ErrBadRoot = errors.New("bad job root")
 
 // Layout names every znode of the job rooted at Root.
 type Layout struct {
@@ -183,6 +185,40 @@ func (l Layout) Filler() string { return l.child(fillerNode) }
 func (l Layout) Workers() string { return l.child(workersNode) }
 
 // Timer is the path of the timer with the given child name.
+// Attempts is the parent of the attempt buckets: the records of the
+// attempts at an item that ended without its result (retried, vanished,
+// given back at a scheduler's TERM).
+func (l Layout) Attempts() string { return l.child(attemptsDir) }
+
+// AttemptBucket is the parent of attempt bucket b.
+func (l Layout) AttemptBucket(b int) string { return l.Attempts() + "/" + bucketName(b) }
+
+// Attempt is the record of attempt a at item index.
+func (l Layout) Attempt(index, a int) string {
+	return l.AttemptBucket(Bucket(index)) + "/" + AttemptName(index, a)
+}
+
+// AttemptName is the child name of an attempt record: INDEX-ATTEMPT.
+func AttemptName(index, a int) string { return indexName(index) + "-" + strconv.Itoa(a) }
+
+// ParseAttemptName reads an attempt record's name.
+func ParseAttemptName(name string) (index, attempt int, err error) {
+	i, a, ok := strings.Cut(name, "-")
+	if ok {
+		index, err = strconv.Atoi(i)
+		if err == nil {
+			attempt, err = strconv.Atoi(a)
+		}
+	}
+	if !ok || err != nil || index < 0 || attempt < 1 || AttemptName(index, attempt) != name {
+		return 0, 0, fmt.Errorf("%q is not INDEX-ATTEMPT", name)
+	}
+	return index, attempt, nil
+}
+
+// Stats is the node where the master publishes what the items took.
+func (l Layout) Stats() string { return l.child(statsNode) }
+
 func (l Layout) Timer(name string) string { return l.Timers() + "/" + name }
 
 // Bucket is the bucket number of an item index.
@@ -200,7 +236,7 @@ func indexName(index int) string { return fmt.Sprintf("%010d", index) }
 func ParseBucketName(name string) (int, error) {
 	b, err := strconv.Atoi(name)
 	if err != nil || b < 0 || b >= MaxChildren || bucketName(b) != name {
-		return 0, fmt.Errorf("protocol: %q is not a bucket name", name)
+		return 0, fmt.Errorf("%q is not a bucket name", name)
 	}
 	return b, nil
 }
@@ -210,7 +246,7 @@ func ParseBucketName(name string) (int, error) {
 func OwnName(name string) bool {
 	switch name {
 	case itemsDir, resultsDir, leasesDir, retryDir, timersDir, cursorNode, doneNode,
-		failedNode, syncNode, clockNode, abortNode, fillerNode, workersNode:
+		failedNode, syncNode, clockNode, abortNode, fillerNode, workersNode, attemptsDir, statsNode:
 		return true
 	}
 	if strings.HasPrefix(name, TimerPrefix) {
@@ -220,14 +256,15 @@ func OwnName(name string) bool {
 	_, errI := ParseItemName(name)
 	_, _, errR := ParseResultName(name)
 	_, errT := ParseTurn(name)
-	return errB == nil || errI == nil || errR == nil || errT == nil
+	_, _, errA := ParseAttemptName(name)
+	return errB == nil || errI == nil || errR == nil || errT == nil || errA == nil
 }
 
 // ParseItemName reads an item's child name in its bucket.
 func ParseItemName(name string) (int, error) {
 	i, err := strconv.Atoi(name)
 	if err != nil || i < 0 || indexName(i) != name {
-		return 0, fmt.Errorf("protocol: %q is not an item name", name)
+		return 0, fmt.Errorf("%q is not an item name", name)
 	}
 	return i, nil
 }
@@ -257,15 +294,15 @@ func ResultName(index int, o Outcome) string { return indexName(index) + "." + s
 func ParseResultName(name string) (int, Outcome, error) {
 	idx, o, ok := strings.Cut(name, ".")
 	if !ok {
-		return 0, "", fmt.Errorf("protocol: result name %q has no outcome", name)
+		return 0, "", fmt.Errorf("result name %q has no outcome", name)
 	}
 	i, err := strconv.Atoi(idx)
 	if err != nil || i < 0 || indexName(i) != idx {
-		return 0, "", fmt.Errorf("protocol: result name %q has a bad index", name)
+		return 0, "", fmt.Errorf("result name %q has a bad index", name)
 	}
 	out := Outcome(o)
 	if !out.valid() {
-		return 0, "", fmt.Errorf("protocol: result name %q has unknown outcome %q", name, o)
+		return 0, "", fmt.Errorf("result name %q has unknown outcome %q", name, o)
 	}
 	return i, out, nil
 }
@@ -331,7 +368,7 @@ func ParseTurn(name string) (Turn, error) {
 		}
 	}
 	if len(parts) != 3 || err != nil || t.Index < 0 || t.Attempt < 1 || t.Charged < 0 || t.Charged >= t.Attempt || t.Name() != name {
-		return Turn{}, fmt.Errorf("protocol: %q is not INDEX-ATTEMPT-CHARGED", name)
+		return Turn{}, fmt.Errorf("%q is not INDEX-ATTEMPT-CHARGED", name)
 	}
 	return t, nil
 }
@@ -349,6 +386,14 @@ const (
 	// Lost: the item's workers vanished without a result more often than
 	// the job's retries allow; written by the master.
 	Lost Outcome = "lost"
+	// Timeout: the worker stopped a command that ran longer than the
+	// job's --item-timeout.
+	Timeout Outcome = "timeout"
+	// Vanished and Terminated end an attempt, never an item: its worker
+	// vanished, or its task was ended by the scheduler (TERM) and gave
+	// the item back. They name attempt records only.
+	Vanished   Outcome = "vanished"
+	Terminated Outcome = "terminated"
 	// Unfinished names an item without a result: still to run in a live
 	// job, never run in a sealed one. It is never part of a result's name.
 	Unfinished Outcome = "unfinished"
@@ -356,10 +401,15 @@ const (
 
 func (o Outcome) valid() bool {
 	switch o {
-	case OK, Failed, Stalled, Lost:
+	case OK, Failed, Stalled, Lost, Timeout:
 		return true
 	}
 	return false
+}
+
+// validAttempt: the outcomes an attempt record may carry.
+func (o Outcome) validAttempt() bool {
+	return o != OK && (o.valid() || o == Vanished || o == Terminated)
 }
 
 // IsFailure reports whether the outcome makes the job fail.

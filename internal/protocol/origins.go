@@ -27,14 +27,14 @@ func DecodeOrigins(b []byte) ([]int, error) {
 	}
 	var o Origins
 	if err := json.Unmarshal(b, &o); err != nil {
-		return nil, fmt.Errorf("protocol: bad origins record: %v", err)
+		return nil, fmt.Errorf("bad origins record: %v", err)
 	}
 	if o.V != Version {
 		return nil, fmt.Errorf("%w %d in an origins record", ErrUnknownVersion, o.V)
 	}
 	for _, i := range o.Index {
 		if i < 0 {
-			return nil, fmt.Errorf("protocol: bad origins record: index %d", i)
+			return nil, fmt.Errorf("bad origins record: index %d", i)
 		}
 	}
 	return o.Index, nil

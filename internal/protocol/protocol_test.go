@@ -326,9 +326,10 @@ func TestLabelKeepsText(t *testing.T) {
 
 func TestJobRecord(t *testing.T) {
 	j := protocol.Job{Protocol: protocol.Version, State: protocol.StateReady, Items: 3, TimerMillis: 1500,
-		Retries: 2, Sync: true, Master: "node1:42", CreatedMillis: 1700000000000}
+		Retries: 2, Sync: true, Master: "node1:42", CreatedMillis: 1700000000000,
+		Policy: protocol.Policy{RetryOn: []string{"75", "stalled"}, NoRetryExit: "2", MaxFailures: 3, OnHang: protocol.OnHangStall}}
 	got, err := protocol.DecodeJob(protocol.Encode(j))
-	if err != nil || got != j {
+	if err != nil || !reflect.DeepEqual(got, j) {
 		t.Fatalf("DecodeJob(Encode(%+v)) = %+v, %v", j, got, err)
 	}
 	if got.Timer() != 1500*time.Millisecond {

@@ -12,9 +12,9 @@ import (
 var (
 	// ErrUnknownVersion reports a record written by a protocol this build
 	// does not speak.
-	ErrUnknownVersion = errors.New("protocol: unknown protocol version")
+	ErrUnknownVersion = errors.New("unknown protocol version")
 	// ErrNotAJob reports a job root whose data is not a zkdog job.
-	ErrNotAJob = errors.New("protocol: not a zkdog job")
+	ErrNotAJob = errors.New("not a zkdog job")
 )
 
 // Job states, in the order a job passes through them.
@@ -50,6 +50,8 @@ type Job struct {
 	// ExpectWorkers, for a job without items, is how many workers must
 	// have come and gone before it is finished; 0 means at least one.
 	ExpectWorkers int `json:"expect_workers,omitempty"`
+	// Policy is what happens when an attempt ends badly.
+	Policy
 	// From names the job whose items this one re-runs (zkdog init --from),
 	// for people reading the record.
 	From string `json:"from,omitempty"`
@@ -220,7 +222,7 @@ func LooksLikeJob(b []byte) bool {
 func decodeRecord[T any](kind string, b []byte, version func(*T) int) (T, error) {
 	var v T
 	if err := json.Unmarshal(b, &v); err != nil {
-		return v, fmt.Errorf("protocol: bad %s record: %v", kind, err)
+		return v, fmt.Errorf("bad %s record: %v", kind, err)
 	}
 	if got := version(&v); got != Version {
 		return v, fmt.Errorf("%w %d in a %s record", ErrUnknownVersion, got, kind)

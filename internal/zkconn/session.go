@@ -171,11 +171,11 @@ func WithStopLead(lead time.Duration) Option {
 // Sentinel errors.
 var (
 	// ErrUnreachable: no session could be opened in time.
-	ErrUnreachable = errors.New("zkconn: ZooKeeper unreachable")
+	ErrUnreachable = errors.New("ZooKeeper unreachable")
 	// ErrBadServers: the server list cannot be used.
-	ErrBadServers = errors.New("zkconn: bad server list")
+	ErrBadServers = errors.New("bad server list")
 	// ErrLost: the session ended while in use.
-	ErrLost = errors.New("zkconn: ZooKeeper session lost")
+	ErrLost = errors.New("ZooKeeper session lost")
 )
 
 // Session is one ZooKeeper session.
@@ -198,6 +198,8 @@ type Session struct {
 	watch        *time.Timer // fires at the next deadline; see armLocked
 	disconnected bool        // the client reported a disconnection since the last session event
 	lastFailed   string      // last connection failure, for the error message
+	failures     int         // connection failures before the first session
+	addrs        int         // how many servers there are to try
 	closed       bool
 	early        bool // a session event came before conn was set
 }
@@ -269,12 +271,16 @@ func Dial(ctx context.Context, servers string, timeout time.Duration, log *slog.
 	if err != nil {
 		return nil, err
 	}
+	if addrs, err = resolvable(ctx, addrs, log); err != nil {
+		return nil, err
+	}
 	if timeout <= 0 {
 		timeout = DefaultSessionTimeout
 	}
 	s := &Session{
 		log:        log,
 		servers:    strings.Join(addrs, ","),
+		addrs:      len(addrs),
 		trk:        newTracker(),
 		timeout:    timeout,
 		lost:       make(chan struct{}),
@@ -327,7 +333,8 @@ func Dial(ctx context.Context, servers string, timeout time.Duration, log *slog.
 		if why == "" {
 			why = "no session granted"
 		}
-		return nil, fmt.Errorf("%w: no session with %s (%s); check --zk and that ZooKeeper is running", ErrUnreachable, s.servers, why)
+		return nil, fmt.Errorf("%w: no session with %s (%s); start ZooKeeper there, or give the servers that run it with --zk or ZKDOG_ZK",
+			ErrUnreachable, s.servers, why)
 	}
 }
 
@@ -563,9 +570,86 @@ func (l clientLogger) Printf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	// What the message tells is taken before it is logged.
 	if strings.HasPrefix(msg, "failed to connect") {
-		l.s.mu.Lock()
-		l.s.lastFailed = msg
-		l.s.mu.Unlock()
+		l.s.failedToConnect(msg)
 	}
 	l.s.log.Debug("zk: " + msg)
+}
+
+// failedToConnect notes a connection that failed. Once every server has
+// failed before the first session, it says so at once, rather than
+// leaving the caller silent until its bound on connecting: the usual cause
+// is no ZooKeeper at the address, and the client goes on trying.
+func (s *Session) failedToConnect(msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastFailed = shortFailure(msg)
+	if s.id != 0 {
+		return
+	}
+	s.failures++
+	if s.failures == s.addrs {
+		s.log.Warn("cannot reach ZooKeeper yet; still trying", "servers", s.servers, "err", s.lastFailed)
+	}
+}
+
+// shortFailure turns the client's "failed to connect to ADDR: dial tcp
+// ADDR: connect: connection refused" into "ADDR: connection refused";
+// other failures (a TLS handshake's) keep their words.
+func shortFailure(msg string) string {
+	rest, ok := strings.CutPrefix(msg, "failed to connect to ")
+	if !ok {
+		return msg
+	}
+	addr, _, _ := strings.Cut(rest, ": ")
+	return strings.Replace(rest, ": dial tcp "+addr+": connect: ", ": ", 1)
+}
+
+// resolvable keeps the servers whose names resolve. One name that does not
+// (a decommissioned server, a typo) is skipped with a warning, as the
+// others can carry the session; the client itself would refuse the whole
+// list. Only when no name resolves is it an error.
+func resolvable(ctx context.Context, addrs []string, log *slog.Logger) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
+	errs := make([]error, len(addrs))
+	var wg sync.WaitGroup
+	for i, a := range addrs {
+		host, _, _ := net.SplitHostPort(a)
+		if _, err := netip.ParseAddr(host); err == nil {
+			continue
+		}
+		wg.Go(func() {
+			_, errs[i] = net.DefaultResolver.LookupHost(ctx, host)
+		})
+	}
+	wg.Wait()
+	var ok, bad []string
+	for i, a := range addrs {
+		if errs[i] == nil {
+			ok = append(ok, a)
+			continue
+		}
+		bad = append(bad, fmt.Sprintf("%s (%s)", a, lookupProblem(errs[i])))
+	}
+	if len(ok) == 0 {
+		return nil, fmt.Errorf("%w: no server's name resolves: %s; check the names in --zk or ZKDOG_ZK",
+			ErrBadServers, strings.Join(bad, ", "))
+	}
+	for _, b := range bad {
+		log.Warn("skipping a ZooKeeper server whose name does not resolve; the others carry the session", "server", b)
+	}
+	return ok, nil
+}
+
+// lookupProblem is a lookup error without the resolver's own wording
+// around it ("lookup zk9 on 127.0.0.53:53: no such host").
+func lookupProblem(err error) string {
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		if dns.IsNotFound {
+			return "no such host"
+		}
+		return dns.Err
+	}
+	return err.Error()
 }

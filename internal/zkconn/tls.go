@@ -17,7 +17,7 @@ import (
 )
 
 // ErrBadTLS: the TLS files or settings cannot be used.
-var ErrBadTLS = errors.New("zkconn: bad TLS configuration")
+var ErrBadTLS = errors.New("bad TLS configuration")
 
 // WithTLS makes every connection Dial's client makes TLS: the first one
 // and each reconnection, since the client reconnects through the same

@@ -107,7 +107,7 @@ func (e *env) scale() []bench.Row {
 	}
 	lat := bench.Millis(exitAfter)
 	return []bench.Row{drainRow, {Metric: reportMetric, Zkdog: &lat, Notes: []string{
-		fmt.Sprintf("report: %s, %s items ok, %d missing; its final accounting lists %d result buckets", r.End, bench.Count(r.OK), r.Missing, protocol.Buckets(n)),
+		fmt.Sprintf("report: %s, %s items ok, %d unfinished; its final accounting lists %d result buckets", r.End, bench.Count(r.OK), r.Unfinished, protocol.Buckets(n)),
 		fmt.Sprintf("zkdog wait's CPU over the run: %v", m.CPU().Round(time.Millisecond)),
 	}}}
 }
