@@ -27,9 +27,9 @@ import (
 var (
 	// ErrLost: the timer is gone while the worker still runs (its session
 	// expired, or the node was deleted or taken over).
-	ErrLost = errors.New("heartbeat: timer lost")
+	ErrLost = errors.New("timer lost")
 	// ErrClosed: Close was called.
-	ErrClosed = errors.New("heartbeat: timer closed")
+	ErrClosed = errors.New("timer closed")
 )
 
 // MinKickInterval keeps a misconfigured worker from writing to ZooKeeper

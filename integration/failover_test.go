@@ -72,7 +72,7 @@ func TestEnsembleFailover(t *testing.T) {
 	expectExit(t, m, exitOK)
 	run(t, o, "clear", "--root", root)
 	r := readReport(t, m)
-	if r.OK != items || r.Failed+r.Lost+r.Missing != 0 {
+	if r.OK != items || r.Failed+r.Lost+r.Unfinished != 0 {
 		t.Fatalf("report = %+v, want %d items ok", r, items)
 	}
 	for i := range items {

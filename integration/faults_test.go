@@ -348,7 +348,7 @@ func TestFaultDeletedTimerDropsTheItem(t *testing.T) {
 	}
 	expectExitWithin(t, m, hangGuard, faultExitOK)
 	r := readReport(t, m)
-	if r.Items != 1 || r.OK != 1 || r.Failed+r.Lost+r.Missing != 0 || r.Retried != 1 {
+	if r.Items != 1 || r.OK != 1 || r.Failed+r.Lost+r.Unfinished != 0 || r.Retried != 1 {
 		t.Fatalf("report = %+v, want the item ok after one retry", r)
 	}
 	if res := resultOf(t, conn, root, 0); res.Outcome != protocol.OK || res.Attempt != 2 {
@@ -465,7 +465,7 @@ func TestFaultJobWithoutItems(t *testing.T) {
 	t.Run("expect two staggered workers", func(t *testing.T) {
 		root := rootFor(t)
 		conn := connect(t, shared.Addr())
-		expectExitWithin(t, start(t, fo(opts{}), "init", "--root", root, "--expect-workers", "2", "--timer", "5s"), hangGuard, 0)
+		expectExitWithin(t, start(t, fo(opts{}), "init", "--root", root, "--no-queue", "--expect-workers", "2", "--timer", "5s"), hangGuard, 0)
 		t.Cleanup(func() { cleanJob(t, conn, root) })
 		m := start(t, fo(opts{}), "wait", "--root", root)
 		expectExitWithin(t, start(t, fo(opts{}), "run", "--root", root, "--no-queue", "--", "true"), hangGuard, 0)
@@ -484,7 +484,7 @@ func TestFaultJobWithoutItems(t *testing.T) {
 	t.Run("wait after the worker left", func(t *testing.T) {
 		root := rootFor(t)
 		conn := connect(t, shared.Addr())
-		expectExitWithin(t, start(t, fo(opts{}), "init", "--root", root, "--timer", "5s"), hangGuard, 0)
+		expectExitWithin(t, start(t, fo(opts{}), "init", "--root", root, "--no-queue", "--timer", "5s"), hangGuard, 0)
 		t.Cleanup(func() { cleanJob(t, conn, root) })
 		expectExitWithin(t, start(t, fo(opts{}), "run", "--root", root, "--no-queue", "--", "true"), hangGuard, 0)
 		m := start(t, fo(opts{}), "wait", "--root", root)

@@ -51,12 +51,11 @@ func TestEveryItemOnceOverFourWorkers(t *testing.T) {
 	if err := json.Unmarshal(m.stdout.Bytes(), &r); err != nil {
 		t.Fatalf("master --json printed %q: %v", m.stdout.String(), err)
 	}
-	if r.Exit != 0 || r.Items != 20 || r.OK != 20 || r.Failed+r.Lost+r.Missing != 0 {
+	if r.Exit != 0 || r.Items != 20 || r.OK != 20 || r.Failed+r.Lost+r.Unfinished != 0 {
 		t.Fatalf("report = %+v, want 20 items all ok", r)
 	}
-	if exists(t, conn, root) {
-		t.Fatal("the master left the job tree behind without --keep")
-	}
+	// A job that went well is sealed to its root and two directories.
+	expectSealed(t, conn, root, 3)
 }
 
 func leftPad(i int) string {
@@ -91,8 +90,8 @@ func TestFrozenWrapperIsAWorkerThatVanished(t *testing.T) {
 	}
 	// Thawed, the worker finds its session gone and stops its command.
 	w.signal(syscall.SIGCONT)
-	if code := w.wait(); code != 128+int(syscall.SIGTERM) {
-		t.Errorf("the thawed worker exited %d, want %d (its command stopped by TERM)", code, 128+int(syscall.SIGTERM))
+	if code := w.wait(); code != exitStopped {
+		t.Errorf("the thawed worker exited %d, want %d (zkdog stopped its command)", code, exitStopped)
 	}
 }
 
@@ -148,13 +147,13 @@ func TestFailingCommandFailsTheJob(t *testing.T) {
 func TestTimerOnlyJob(t *testing.T) {
 	root := rootFor(t)
 	conn := connect(t, shared.Addr())
-	m := start(t, opts{}, "master", "--root", root, "--sync")
+	m := start(t, opts{}, "master", "--root", root, "--no-queue", "--sync")
 	waitJob(t, conn, root)
 	expectExit(t, run(t, opts{}, "run", "--root", root, "--no-queue", "--", "sh", "-c", "exit 0"), 0)
 	expectExit(t, m, exitOK)
 	// A worker that wants an item is told the job has none.
 	root2 := root + "-2"
-	m2 := start(t, opts{}, "master", "--root", root2, "--sync")
+	m2 := start(t, opts{}, "master", "--root", root2, "--no-queue", "--sync")
 	waitJob(t, conn, root2)
 	w := run(t, opts{}, "run", "--root", root2, "--", "true")
 	expectExit(t, w, 125)

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/zkdog/zkdog/master"
@@ -108,8 +107,8 @@ func TestOperatorCommands(t *testing.T) {
 	if err := json.Unmarshal(forced.stdout.Bytes(), &cleared); err != nil || !cleared.Removed || cleared.Stopped != 2 {
 		t.Errorf("clear --force --json printed %q (%v), want removed with 2 workers stopped", forced.stdout.String(), err)
 	}
-	expectExit(t, hung, 128+int(syscall.SIGTERM))
-	expectExit(t, busy, 128+int(syscall.SIGTERM))
+	expectExit(t, hung, exitStopped)
+	expectExit(t, busy, exitStopped)
 	if exists(t, conn, root) {
 		t.Fatal("clear --force left the job")
 	}

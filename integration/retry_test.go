@@ -126,7 +126,7 @@ func killTrial(t *testing.T, addr string, trial int) {
 	expectExit(t, rescuer, 0)
 	expectExit(t, m, exitOK)
 	r := readReport(t, m)
-	if r.Items != items || r.OK != items || r.Failed+r.Lost+r.Missing != 0 || r.Retried > 1 {
+	if r.Items != items || r.OK != items || r.Failed+r.Lost+r.Unfinished != 0 || r.Retried > 1 {
 		t.Fatalf("kill after %v: report = %+v, want %d items ok with at most one retry", delay, r, items)
 	}
 	// Each item's command ran at least once, and at most twice (the
@@ -167,7 +167,7 @@ func TestExpiredSessionStopsTheCommand(t *testing.T) {
 	expectExit(t, rescuer, 0)
 	expectExit(t, m, exitOK)
 	victim.signal(syscall.SIGCONT)
-	expectExit(t, victim, 128+int(syscall.SIGTERM))
+	expectExit(t, victim, exitStopped)
 	if !descendantsGone([]int{childPid}) {
 		t.Fatalf("the frozen worker's command (pid %d) outlived it", childPid)
 	}

@@ -154,7 +154,7 @@ func TestSlurmHungTask(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := r.Expired[0].ID, strings.TrimSpace(string(hung)); got != want || r.Expired[0].Label != "hang-1" {
+	if got, want := r.Expired[0].ID, strings.TrimSpace(string(hung)); got != want || r.Expired[0].Item != "hang-1" {
 		t.Fatalf("expired timer %+v; want task %s on item hang-1", r.Expired[0], want)
 	}
 	// The aborted job's tasks end, with the hung work stopped.

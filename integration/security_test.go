@@ -537,7 +537,7 @@ func TestSecurityOutsiderCannotChangeARunningJob(t *testing.T) {
 	secRelease(t, gate)
 	expectExit(t, w, exitOK)
 	expectExit(t, m, exitOK)
-	if r := readReport(t, m); r.Items != len(items) || r.OK != len(items) || r.Failed+r.Lost+r.Stalled+r.Missing != 0 {
+	if r := readReport(t, m); r.Items != len(items) || r.OK != len(items) || r.Failed+r.Lost+r.Stalled+r.Unfinished != 0 {
 		t.Errorf("report %+v, want %d items all ok", r, len(items))
 	}
 	secAllOK(t, owner, root, len(items))

@@ -210,7 +210,7 @@ func TestProgressDetection(t *testing.T) {
 				"--progress-file", progressFile, "--", "sh", "-c", c.script)
 			if c.hung {
 				expectExit(t, m, exitHung)
-				expectExit(t, w, 128+int(syscall.SIGTERM))
+				expectExit(t, w, exitStopped)
 				return
 			}
 			expectExit(t, w, 0)
@@ -226,7 +226,7 @@ func TestKillOnStall(t *testing.T) {
 	initJob(t, opts{}, root, 1, "--timer", "1s")
 	started := time.Now()
 	w := run(t, opts{}, "run", "--root", root, "--kill-on-stall", "--sample-interval", "100ms", "--", "sleep", "1000")
-	expectExit(t, w, 128+int(syscall.SIGTERM))
+	expectExit(t, w, exitStopped)
 	t.Logf("stopped after %v", time.Since(started).Round(time.Millisecond))
 	res := resultOf(t, connect(t, shared.Addr()), root, 0)
 	if res.Outcome != protocol.Stalled || !strings.Contains(res.Reason, "no progress") {

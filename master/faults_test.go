@@ -445,11 +445,11 @@ func TestFaultLateMasterDeadWorker(t *testing.T) {
 		j, doomed := run(t, 0)
 		w := fltStartWait(t, j, master.WaitConfig{Poll: 100 * time.Millisecond})
 		r := w.result(t)
-		if r.End != master.EndLost || r.Lost != 1 || r.OK != 1 || r.Missing != 0 || r.Retried != 0 {
+		if r.End != master.EndLost || r.Lost != 1 || r.OK != 1 || r.Unfinished != 0 || r.Retried != 0 {
 			t.Fatalf("report = %+v; want end lost, 1 lost, 1 ok", r)
 		}
-		if len(r.Problems) != 1 || r.Problems[0].Index != doomed.Index || r.Problems[0].Outcome != protocol.Lost {
-			t.Errorf("problems = %+v; want item %d lost", r.Problems, doomed.Index)
+		if len(r.Problems) != 1 || r.Problems[0].Index != doomed.Index+1 || r.Problems[0].Outcome != protocol.Lost {
+			t.Errorf("problems = %+v; want item %d lost", r.Problems, doomed.Index+1)
 		}
 		if !strings.Contains(r.Reason, "lost") {
 			t.Errorf("reason %q does not say an item was lost", r.Reason)
@@ -551,7 +551,7 @@ func TestFaultAborted(t *testing.T) {
 		if r.End != master.EndHung || !strings.Contains(r.Reason, "test reason") {
 			t.Errorf("report = %+v; want end hung with the abort's reason", r)
 		}
-		if r.Missing != 2 {
+		if r.Unfinished != 2 {
 			t.Errorf("report = %+v; want both items without a result", r)
 		}
 	})

@@ -16,32 +16,37 @@ import (
 
 // itemsModel is what ReadItems is documented to return, written without
 // bufio: the lines of in (split at \n), each without the CRs that end it
-// (its CRLF, and any CR before that), blank ones left out. tooLong is the
-// number of the first line, counting from 1 and counting blank lines, that
-// is over MaxItemBytes; 0 if none.
-func itemsModel(in []byte) (items [][]byte, tooLong int) {
+// (its CRLF, and any CR before that), blank ones (empty, or spaces and
+// tabs only) left out. bad is the number of the first line, counting from
+// 1 and counting blank lines, that holds a NUL or is over MaxItemBytes,
+// with the error it gets; 0 if none.
+func itemsModel(in []byte) (items [][]byte, bad int, badErr error) {
 	for i, line := range bytes.Split(in, []byte("\n")) {
 		line = bytes.TrimRight(line, "\r")
-		if len(line) > protocol.MaxItemBytes {
-			return nil, i + 1
+		if bytes.IndexByte(line, 0) >= 0 {
+			return nil, i + 1, master.ErrNUL
 		}
-		if len(line) > 0 {
+		if len(line) > protocol.MaxItemBytes {
+			return nil, i + 1, job.ErrTooLarge
+		}
+		if len(bytes.Trim(line, " \t")) > 0 {
 			items = append(items, line)
 		}
 	}
-	return items, 0
+	return items, 0, nil
 }
 
-// FuzzReadItems: ReadItems returns exactly the non-empty lines in order,
+// FuzzReadItems: ReadItems returns exactly the non-blank lines in order,
 // every one non-empty, without \n or a line end's \r, and at most
 // MaxItemBytes; however the reader hands out the bytes. A line over the
-// limit is refused with job.ErrTooLarge naming the file and that line's
-// number; a file without items with ErrNoItems naming the file.
+// limit is refused with job.ErrTooLarge, one with a NUL with ErrNUL, naming
+// the file and that line's number; a file without items with ErrNoItems
+// naming the file.
 func FuzzReadItems(f *testing.F) {
 	for _, s := range []string{
 		"a\nb\nc\n", "a\r\nb\r\nc\r\n", "a\r\nb\nc\r\n", "a\nb\nc", "a\r\nb", "\n\na\n\n\nb\n\n", "\r\na\r\n\r\nb\r\n",
 		"only", " a b \n\tc\n", "a\rb\n", "x\nx\n", "données/été.txt\n", "", "\n", "\n\n\r\n", "\r\n", "\r", "\r\r\n",
-		"a\r\r\n", "a\r", "a\n\r", "\ra\n", "a\x00b\n", "\xff\xfe\n", "a\n\n\n", "\n\n\nz", "a\r\n\r\r\nb",
+		"a\r\r\n", "a\r", "a\n\r", "\ra\n", "a\x00b\n", " \t\na\n", "a\n \n\t\t\n", "\x00", " \n\x00\n", "\xff\xfe\n", "a\n\n\n", "\n\n\nz", "a\r\n\r\r\nb",
 		"in/file-0001.dat\nin/file-0002.dat\nin/file-0003.dat\n", "--input=x --seed 4\n--input=y --seed 5\n",
 	} {
 		f.Add([]byte(s), false, uint16(0), int8(0))
@@ -60,13 +65,13 @@ func FuzzReadItems(f *testing.F) {
 			in = append(append(append([]byte(nil), in[:pos]...), long...), in[pos:]...)
 		}
 		const name = "items.txt"
-		want, tooLong := itemsModel(in)
+		want, tooLong, badErr := itemsModel(in)
 
 		got, err := master.ReadItems(bytes.NewReader(in), name)
 		switch {
 		case tooLong > 0:
-			if !errors.Is(err, job.ErrTooLarge) {
-				t.Fatalf("ReadItems(%.200q...) = %d items, %v; want job.ErrTooLarge for line %d", in, len(got), err, tooLong)
+			if !errors.Is(err, badErr) {
+				t.Fatalf("ReadItems(%.200q...) = %d items, %v; want %v for line %d", in, len(got), err, badErr, tooLong)
 			}
 			if msg := err.Error(); !strings.Contains(msg, name) || !strings.Contains(msg, fmt.Sprintf("line %d:", tooLong)) {
 				t.Fatalf("ReadItems: %q does not name %s and line %d", msg, name, tooLong)

@@ -19,34 +19,48 @@ import (
 )
 
 // ErrNoItems: the items file holds no item.
-var ErrNoItems = errors.New("master: no items")
+var ErrNoItems = errors.New("no items")
+
+// ErrNUL: an item holds a NUL byte, which no program can be given in an
+// argument or the environment.
+var ErrNUL = errors.New("an item holds a NUL byte")
 
 // ReadItems reads one item per line from r. Line ends (\n or \r\n) are not
-// part of an item and blank lines are skipped, so a file written by hand or
-// by a script on any platform gives the same items.
+// part of an item, and blank lines (empty, or only spaces and tabs) are
+// skipped, so a file written by hand or by a script on any platform gives
+// the same items; spaces in a line with text are kept. An item with a NUL
+// byte is refused with its line number: it would fail only at the worker,
+// after the job was made.
 func ReadItems(r io.Reader, name string) ([][]byte, error) {
 	var items [][]byte
 	br := bufio.NewReaderSize(r, 1<<16)
 	for line := 1; ; line++ {
 		b, err := br.ReadBytes('\n')
 		b = bytes.TrimRight(b, "\r\n")
-		if err := job.CheckItem(b); err != nil {
+		if err := checkLine(b); err != nil {
 			return nil, fmt.Errorf("%s line %d: %w", name, line, err)
 		}
-		if len(b) > 0 {
+		if len(bytes.Trim(b, " \t")) > 0 {
 			items = append(items, b)
 		}
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("master: reading %s: %w", name, err)
+			return nil, fmt.Errorf("reading %s: %w", name, err)
 		}
 	}
 	if len(items) == 0 {
 		return nil, fmt.Errorf("%w: %s has no items (one per line; blank lines are skipped)", ErrNoItems, name)
 	}
 	return items, nil
+}
+
+func checkLine(b []byte) error {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		return fmt.Errorf("%w at byte %d: remove it (an item is text, given to the program in an argument or the environment)", ErrNUL, i+1)
+	}
+	return job.CheckItem(b)
 }
 
 // ReadItemsFile reads items from a file, or standard input for "-".
@@ -59,7 +73,7 @@ func ReadItemsFile(name string) ([][]byte, error) {
 	}
 	f, err := os.Open(name)
 	if err != nil {
-		return nil, fmt.Errorf("master: items file: %w", err)
+		return nil, err // *PathError names the file and what is wrong
 	}
 	defer f.Close()
 	return ReadItems(f, name)
@@ -75,6 +89,13 @@ type Spec struct {
 	// ExpectWorkers, for a job without items: how many workers must have
 	// come and gone before it is finished; 0 means one.
 	ExpectWorkers int
+	// Origins, for a job re-running another's items (zkdog init --from),
+	// is each item's index in the job it first came from; From names
+	// that job.
+	Origins []int
+	From    string
+	// Policy is what happens when an attempt ends badly.
+	Policy protocol.Policy
 }
 
 // Create writes the job. Nothing is left behind if it fails.
@@ -85,11 +106,13 @@ func Create(j *job.Job, s Spec) error {
 // Fill is Create, stopped when ctx is done (nothing is left behind then
 // either), reporting its progress to progress if non-nil.
 func Fill(ctx context.Context, j *job.Job, s Spec, progress job.Progress) error {
-	return j.Fill(ctx, protocol.Job{
+	return j.FillFrom(ctx, protocol.Job{
 		TimerMillis:   s.Timer.Milliseconds(),
 		Retries:       s.Retries,
 		Sync:          s.Sync,
 		Master:        s.Master,
 		ExpectWorkers: s.ExpectWorkers,
-	}, s.Items, progress)
+		From:          s.From,
+		Policy:        s.Policy,
+	}, s.Items, s.Origins, progress)
 }

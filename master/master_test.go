@@ -50,6 +50,7 @@ func TestReadItems(t *testing.T) {
 		{"blank CRLF lines", "\r\na\r\n\r\nb\r\n", []string{"a", "b"}},
 		{"one item", "only", []string{"only"}},
 		{"spaces are part of an item", " a b \n\tc\n", []string{" a b ", "\tc"}},
+		{"lines of spaces and tabs are blank", "a\n   \n\t\n \t \r\nb\n", []string{"a", "b"}},
 		{"inner CR kept", "a\rb\n", []string{"a\rb"}},
 		{"duplicates kept", "x\nx\n", []string{"x", "x"}},
 		{"UTF-8", "données/été.txt\n", []string{"données/été.txt"}},
@@ -89,8 +90,23 @@ func TestReadItemsLimits(t *testing.T) {
 	}
 }
 
+// TestReadItemsNUL: a NUL cannot reach a program (an argument or the
+// environment ends at it), so it is refused at init with its line, not
+// at every worker that takes the item.
+func TestReadItemsNUL(t *testing.T) {
+	_, err := master.ReadItems(strings.NewReader("a\n\nb\x00c\nd\n"), "inputs.txt")
+	if !errors.Is(err, master.ErrNUL) {
+		t.Fatalf("an item with a NUL: %v, want ErrNUL", err)
+	}
+	for _, want := range []string{"inputs.txt line 3:", "NUL", "byte 2"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+}
+
 func TestReadItemsEmpty(t *testing.T) {
-	for _, in := range []string{"", "\n", "\n\n\r\n", "\r\n"} {
+	for _, in := range []string{"", "\n", "\n\n\r\n", "\r\n", " \n\t\n", "  \t  "} {
 		_, err := master.ReadItems(strings.NewReader(in), "empty.txt")
 		if !errors.Is(err, master.ErrNoItems) {
 			t.Errorf("ReadItems(%q) = %v, want ErrNoItems", in, err)
@@ -132,10 +148,16 @@ func TestStatusLine(t *testing.T) {
 		s    master.Status
 		want []string
 	}{
-		{"nothing done", master.Status{Items: 10, Running: 2, Timers: 2, Elapsed: 5 * time.Second},
+		{"nothing done", master.Status{Items: 10, Working: 2, Timers: 2, Elapsed: 5 * time.Second},
 			[]string{"0/10 items done (0.0%)", "2 running", "2 workers", "elapsed 5s", "eta ?"}},
-		{"half done", master.Status{Items: 10, Done: 5, Failed: 1, Running: 3, Timers: 4, Retried: 2, Elapsed: 10 * time.Second},
-			[]string{"5/10 items done (50.0%)", "3 running", "1 failed", "4 workers", "2 requeued", "elapsed 10s", "eta 10s"}},
+		{"half done", master.Status{Items: 10, Done: 5, Failed: 1, Working: 3, Timers: 4, Retried: 2, Elapsed: 10 * time.Second},
+			[]string{"5/10 items done (50.0%)", "3 running", "1 failed", "4 workers", "2 retried", "elapsed 10s", "eta 10s"}},
+		{"one worker", master.Status{Items: 10, Working: 1, Timers: 1, Elapsed: time.Second},
+			[]string{"1 running", "1 worker,"}},
+		{"a stall is no estimate", master.Status{Items: 100_000, Done: 1, Elapsed: 2 * time.Hour},
+			[]string{"eta ?"}},
+		{"hours to the minute", master.Status{Items: 3, Done: 1, Elapsed: 90 * time.Minute},
+			[]string{"elapsed 1h30m", "eta 3h0m"}},
 		{"eta from the rate", master.Status{Items: 10, Done: 4, Elapsed: 20 * time.Second},
 			[]string{"4/10 items done (40.0%)", "eta 30s"}},
 		{"a third", master.Status{Items: 3, Done: 1, Elapsed: 1500 * time.Millisecond},
@@ -144,6 +166,8 @@ func TestStatusLine(t *testing.T) {
 			[]string{"10/10 items done (100.0%)", "elapsed 1m30s", "eta 0s"}},
 		{"timer only", master.Status{Timers: 3, Elapsed: 61 * time.Second},
 			[]string{"3 workers running, elapsed 1m1s"}},
+		{"timer only, one worker", master.Status{Timers: 1, Elapsed: time.Second},
+			[]string{"1 worker running"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			line := c.s.Line()
@@ -220,7 +244,7 @@ func TestProgressTerminal(t *testing.T) {
 	s := master.Status{Items: 4, Done: 1, Elapsed: time.Second}
 	began := time.Now()
 	p.Update(s)
-	if got, want := out.String(), "\r\033[K"+s.Line(); got != want {
+	if got, want := out.String(), "\r\033[K1/4 items done (25.0%), 0 running, 0 failed, 0 workers, elapsed 1s, eta ?"; got != want {
 		t.Fatalf("terminal output %q, want the line drawn in place %q", got, want)
 	}
 	if strings.Contains(out.String(), "\n") {
@@ -233,7 +257,7 @@ func TestProgressTerminal(t *testing.T) {
 	}
 	final := master.Status{Items: 4, Done: 4, Elapsed: 2 * time.Second}
 	p.Update(final)
-	if !strings.HasSuffix(out.String(), "\r\033[K"+final.Line()) {
+	if !strings.HasSuffix(out.String(), "\r\033[K4/4 items done (100.0%), 0 running, 0 failed, 0 workers, elapsed 2s, eta 0s") {
 		t.Errorf("terminal output %q does not end with the final state", out.String())
 	}
 	// At most ten redraws a second: a slow machine only makes the bound
@@ -270,7 +294,7 @@ func TestReportPrint(t *testing.T) {
 	for _, want := range []string{
 		"/zkdog/run42", r.Reason, "(exit 5)",
 		"items 5: ok 2, failed 1, stalled 1, lost 1",
-		"requeued 2",
+		"retried 2",
 		`failed item 1 "in/b": exit 3, attempt 1, worker 100_2 on node2`,
 		`stalled item 2 "in/c": exit 143 (signal 15), attempt 1, worker 100_3 on node3: no progress for 2m0s`,
 		`lost item 4 "in/e": exit -1, attempt 3: its worker vanished`,
@@ -294,17 +318,17 @@ func TestReportPrint(t *testing.T) {
 
 func TestReportPrintExpired(t *testing.T) {
 	r := master.Report{
-		Root: "/zkdog/run42", End: master.EndHung, Exit: 3, Reason: "timer t-0000000007 un-kicked", Items: 2, OutcomeCounts: master.OutcomeCounts{OK: 1}, Missing: 1,
+		Root: "/zkdog/run42", End: master.EndHung, Exit: 3, Reason: "timer t-0000000007 un-kicked", Items: 2, OutcomeCounts: master.OutcomeCounts{OK: 1}, Unfinished: 1,
 		Expired: []master.TimerReport{
-			{Timer: "t-0000000007", ID: "100_7", Host: "node7", Pid: 4242, Item: 1, Label: "in/b", Age: 125 * time.Second},
-			{Timer: "t-0000000009", ID: "100_9", Host: "node9", Pid: 99, Item: -1, Age: 121 * time.Second},
+			{Timer: "t-0000000007", ID: "100_7", Host: "node7", Pid: 4242, Index: 2, Item: "in/b", Age: 125 * time.Second},
+			{Timer: "t-0000000009", ID: "100_9", Host: "node9", Pid: 99, Age: 121 * time.Second},
 		},
 	}
 	var out bytes.Buffer
 	r.Print(&out)
 	for _, want := range []string{
-		"(exit 3)", "without result 1",
-		`expired timer t-0000000007: id 100_7, host node7, pid 4242, item 1 "in/b", un-kicked for 2m5s`,
+		"(exit 3)", "unfinished 1",
+		`expired timer t-0000000007: id 100_7, host node7, pid 4242, item 2 "in/b", un-kicked for 2m5s`,
 		"expired timer t-0000000009: id 100_9, host node9, pid 99, no item, un-kicked for 2m1s",
 	} {
 		if !strings.Contains(out.String(), want) {
@@ -557,7 +581,7 @@ func TestWait(t *testing.T) {
 		}
 		wj.exit(t)
 		r := w.result(t)
-		if r.End != master.EndOK || r.OK != 3 || r.Failed+r.Stalled+r.Lost+r.Missing != 0 || len(r.Problems) != 0 {
+		if r.End != master.EndOK || r.OK != 3 || r.Failed+r.Stalled+r.Lost+r.Unfinished != 0 || len(r.Problems) != 0 {
 			t.Errorf("report = %+v, want end ok with 3 ok", r)
 		}
 		if r.Root != j.L.Root || r.Items != 3 || !strings.Contains(r.Reason, "all 3 items done") {
@@ -589,13 +613,13 @@ func TestWait(t *testing.T) {
 			t.Fatalf("problems = %+v, want item 1", r.Problems)
 		}
 		p := r.Problems[0]
-		if p.Index != 1 || p.Item != "b" || p.Outcome != protocol.Failed || p.Exit != 3 || p.Attempt != 1 || p.ID != "w1" || p.Host != "node-w1" {
-			t.Errorf("problem = %+v, want item 1 \"b\" failed with exit 3 by w1", p)
+		if p.Index != 2 || p.Item != "b" || p.Outcome != protocol.Failed || p.Exit != 3 || p.Attempt != 1 || p.ID != "w1" || p.Host != "node-w1" {
+			t.Errorf("problem = %+v, want item 2 (the second line) \"b\" failed with exit 3 by w1", p)
 		}
 		w.statuses.waitFor(t, "1 failed", func(s master.Status) bool { return s.Failed == 1 })
 		var out bytes.Buffer
 		r.Print(&out)
-		if !strings.Contains(out.String(), `failed item 1 "b": exit 3`) {
+		if !strings.Contains(out.String(), `failed item 2 "b": exit 3`) {
 			t.Errorf("printed report does not name the failed item:\n%s", out.String())
 		}
 	})
@@ -619,7 +643,7 @@ func TestWait(t *testing.T) {
 		if r.End != master.EndLost || r.Lost != 1 || r.OK != 2 || r.Retried != 0 {
 			t.Fatalf("report = %+v, want end %s with item %d lost", r, master.EndLost, c.Index)
 		}
-		if len(r.Problems) != 1 || r.Problems[0].Index != c.Index || r.Problems[0].Outcome != protocol.Lost || r.Problems[0].Item != "a" {
+		if len(r.Problems) != 1 || r.Problems[0].Index != c.Index+1 || r.Problems[0].Outcome != protocol.Lost || r.Problems[0].Item != "a" {
 			t.Errorf("problems = %+v, want item %d \"a\" lost", r.Problems, c.Index)
 		}
 		if !strings.Contains(r.Reason, "lost") {
@@ -627,7 +651,7 @@ func TestWait(t *testing.T) {
 		}
 		var out bytes.Buffer
 		r.Print(&out)
-		if !strings.Contains(out.String(), `lost item 0 "a"`) {
+		if !strings.Contains(out.String(), `lost item 1 "a"`) {
 			t.Errorf("printed report does not name the lost item:\n%s", out.String())
 		}
 	})
@@ -854,19 +878,24 @@ func TestWait(t *testing.T) {
 			t.Fatalf("expired timers = %+v, want %s", r.Expired, name)
 		}
 		e := r.Expired[0]
-		if e.Timer != name || e.ID != "100_7" || e.Host != "node7" || e.Pid != 4242 || e.Item != 0 || e.Label != "a" {
-			t.Errorf("expired timer = %+v, want %s of worker 100_7 on item 0 \"a\"", e, name)
+		if e.Timer != name || e.ID != "100_7" || e.Host != "node7" || e.Pid != 4242 || e.Index != 1 || e.Item != "a" {
+			t.Errorf("expired timer = %+v, want %s of worker 100_7 on item 1 \"a\"", e, name)
 		}
 		if e.Age <= 300*time.Millisecond {
 			t.Errorf("expired timer's age %v is within the 300ms limit", e.Age)
 		}
-		for _, want := range []string{name, "100_7", "node7", `item 0 "a"`} {
+		for _, want := range []string{name, "100_7", "node7", `item 1 "a"`} {
 			if !strings.Contains(r.Reason, want) {
 				t.Errorf("reason %q does not name %s", r.Reason, want)
 			}
 		}
-		if r.Missing != 2 {
-			t.Errorf("report says %d items without result, want 2", r.Missing)
+		if r.Unfinished != 2 {
+			t.Errorf("report says %d items without result, want 2", r.Unfinished)
+		}
+		// Both are named: the hung worker's, and the one that never ran.
+		if len(r.Problems) != 2 || r.Problems[0].Index != 1 || r.Problems[0].Item != "a" || r.Problems[0].ID != "100_7" ||
+			r.Problems[1].Index != 2 || r.Problems[1].Outcome != protocol.Unfinished || r.Problems[1].Reason != "never ran" {
+			t.Errorf("problems = %+v, want item 1 \"a\" of the hung worker and item 2 that never ran, both unfinished", r.Problems)
 		}
 		reason, aborted, err := j.AbortReason()
 		if err != nil || !aborted {
@@ -877,7 +906,7 @@ func TestWait(t *testing.T) {
 		}
 		var out bytes.Buffer
 		r.Print(&out)
-		if !strings.Contains(out.String(), "expired timer "+name+": id 100_7, host node7, pid 4242, item 0 \"a\"") {
+		if !strings.Contains(out.String(), "expired timer "+name+": id 100_7, host node7, pid 4242, item 1 \"a\"") {
 			t.Errorf("printed report does not name the expired timer:\n%s", out.String())
 		}
 	})
@@ -982,8 +1011,10 @@ func TestWait(t *testing.T) {
 		}
 		// Removal deletes the children first, so the master may see the
 		// job wholly or partly gone; either way it says it was removed.
-		if !errors.Is(res.err, master.ErrRemoved) || !reflect.DeepEqual(res.r, master.Report{}) {
-			t.Errorf("Wait = %+v, %v; want an empty report and master.ErrRemoved", res.r, res.err)
+		// The report says so too, for a --json report file.
+		if !errors.Is(res.err, master.ErrRemoved) || res.r.End != master.EndRemoved || !strings.Contains(res.r.Reason, "removed") ||
+			res.r.Items != 1 || res.r.Unfinished != 1 {
+			t.Errorf("Wait = %+v, %v; want a report of the job removed, with 1 item unfinished, and master.ErrRemoved", res.r, res.err)
 		}
 		if !errors.Is(res.err, job.ErrNoJob) && !errors.Is(res.err, job.ErrIncomplete) {
 			t.Errorf("Wait = %v; want it to say the job is gone (job.ErrNoJob or job.ErrIncomplete)", res.err)
@@ -1016,7 +1047,7 @@ func TestWait(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := w.result(t)
-		if r.End != master.EndHung || !strings.Contains(r.Reason, "another master gave up") || r.Missing != 1 {
+		if r.End != master.EndHung || !strings.Contains(r.Reason, "another master gave up") || r.Unfinished != 1 {
 			t.Errorf("report = %+v, want end %s naming the abort's reason, 1 item without result", r, master.EndHung)
 		}
 	})
@@ -1068,7 +1099,7 @@ func TestCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := protocol.Job{Protocol: protocol.Version, State: protocol.StateReady, Items: 2, TimerMillis: 90_000, Retries: 2, Sync: true, Master: "node1:42"}
-	if spec != want {
+	if !reflect.DeepEqual(spec, want) {
 		t.Errorf("job = %+v, want %+v", spec, want)
 	}
 	// Nothing is overwritten.

@@ -69,6 +69,7 @@ func ReadStatus(j *job.Job) (JobStatus, error) {
 		return s, err
 	}
 	s.Measured, s.LocalClock = now, j.LocalClock()
+	s.Timers = []TimerStatus{} // [] in JSON, as zkdog timers gives, when there are none
 	for _, t := range timers {
 		ts := TimerStatus{TimerReport: timerReport(t), Expired: t.Expired(spec.Timer())}
 		if ts.Expired {
@@ -81,7 +82,11 @@ func ReadStatus(j *job.Job) (JobStatus, error) {
 }
 
 func timerReport(t job.TimerState) TimerReport {
-	return TimerReport{Timer: t.Name, ID: t.ID, Host: t.Host, Pid: t.Pid, Item: t.Item, Label: t.Label, Age: t.Age}
+	r := TimerReport{Timer: t.Name, ID: t.ID, Host: t.Host, Pid: t.Pid, Age: t.Age}
+	if t.Item >= 0 {
+		r.Index, r.Item, r.ItemBase64 = Number(t.Item), t.Label, itemBase64(t.Label)
+	}
+	return r
 }
 
 // Print writes the status for people.
@@ -107,8 +112,8 @@ func PrintTimers(out io.Writer, timers []TimerStatus) {
 	fmt.Fprintln(tw, "  TIMER\tID\tHOST\tPID\tITEM\tAGE\tSTATE")
 	for _, t := range timers {
 		item := "-"
-		if t.Item >= 0 {
-			item = fmt.Sprintf("%d %q", t.Item, t.Label)
+		if t.Index > 0 {
+			item = fmt.Sprintf("%d %q", t.Index, t.Item)
 		}
 		state := "alive"
 		if t.Expired {

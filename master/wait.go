@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"time"
 
+	"github.com/zkdog/zkdog/internal/duration"
 	"github.com/zkdog/zkdog/internal/job"
 	"github.com/zkdog/zkdog/internal/protocol"
 )
@@ -15,11 +17,41 @@ import (
 // Sentinel errors.
 var (
 	// ErrNotReady: the job is still being filled, or was left so.
-	ErrNotReady = errors.New("master: the job is not ready")
+	ErrNotReady = errors.New("the job is not ready")
 	// ErrRemoved: the job was removed, wholly or in part, while the
 	// master waited.
-	ErrRemoved = errors.New("master: the job was removed while the master waited")
+	ErrRemoved = errors.New("the job was removed while the master waited")
+	// ErrUnreachable: ZooKeeper could not be read for longer than the
+	// outage limit.
+	ErrUnreachable = errors.New("ZooKeeper out of reach")
 )
+
+// OutageLimit is how long the master goes on without a single answer from
+// ZooKeeper before it gives up (exit 6). A leader election takes seconds,
+// and is ridden out; an outage longer than this is a broken ensemble.
+// Longer would keep a master waiting on nothing; shorter would give up on
+// a slow election. Giving up leaves the job and its workers running (they
+// ride out the outage on their own sessions); zkdog wait takes over once
+// ZooKeeper is back. OutageLimitEnv overrides it, for tests and for sites
+// whose ensemble is known to take longer.
+const (
+	OutageLimit    = 2 * time.Minute
+	OutageLimitEnv = "ZKDOG_OUTAGE_LIMIT"
+)
+
+// outageLimit is OutageLimit, or what OutageLimitEnv says.
+func outageLimit(log *slog.Logger) time.Duration {
+	v := os.Getenv(OutageLimitEnv)
+	if v == "" {
+		return OutageLimit
+	}
+	d, err := duration.Parse(v)
+	if err != nil || d <= 0 {
+		log.Warn("ignoring "+OutageLimitEnv+": not a duration", "value", v, "using", OutageLimit)
+		return OutageLimit
+	}
+	return d
+}
 
 // WaitConfig configures Wait.
 type WaitConfig struct {
@@ -32,6 +64,9 @@ type WaitConfig struct {
 	Log  *slog.Logger
 	// OnStatus, if set, is called after every change the master sees.
 	OnStatus func(Status)
+	// OutageLimit bounds how long ZooKeeper may be out of reach; zero
+	// takes OutageLimit (or OutageLimitEnv).
+	OutageLimit time.Duration
 }
 
 // Expiry is read by polling, since an absence of kicks fires no watch. A
@@ -55,6 +90,10 @@ type Status struct {
 	Done    int
 	Failed  int
 	Running int // items leased
+	// Working is how many items are being worked on as a user counts
+	// them: workers present, at most the items without a result. Unlike
+	// the leases it does not dip while a worker moves to its next item.
+	Working int
 	Timers  int
 	Retried int
 	Elapsed time.Duration
@@ -64,16 +103,21 @@ type Status struct {
 // the result counter, the timers, the leases and the abort node, and reads
 // the timers every poll interval for expiry. The error is non-nil only
 // when the master could not follow the job (ZooKeeper, the job removed,
-// or ctx cancelled).
+// or ctx cancelled). When the job was removed (ErrRemoved) or ZooKeeper
+// stayed out of reach too long (ErrUnreachable), the report says so too.
 func Wait(ctx context.Context, j *job.Job, cfg WaitConfig) (Report, error) {
 	w := &waiter{j: j, cfg: cfg, start: time.Now(), leases: map[protocol.Turn]bool{},
 		vanished: map[int]protocol.Turn{}, charges: map[int]int{}}
 	if w.cfg.Log == nil {
 		w.cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	spec, err := j.Spec()
-	if err != nil {
-		return Report{}, err
+	if w.cfg.OutageLimit <= 0 {
+		w.cfg.OutageLimit = outageLimit(w.cfg.Log)
+	}
+	w.heard = time.Now()
+	var spec protocol.Job
+	if err := w.reach(ctx, func() (err error) { spec, err = j.Spec(); return }); err != nil {
+		return w.failedStart(err)
 	}
 	w.spec = spec
 	if spec.State != protocol.StateReady {
@@ -82,13 +126,23 @@ func Wait(ctx context.Context, j *job.Job, cfg WaitConfig) (Report, error) {
 	if cfg.Poll <= 0 {
 		w.cfg.Poll = min(max(spec.Timer()/10, MinPoll), MaxPoll)
 	}
-	if r, done, err := w.checkAborted(); err != nil || done {
-		return r, err
+	var (
+		r       Report
+		aborted bool
+	)
+	if err := w.reach(ctx, func() (err error) { r, aborted, err = w.checkAborted(); return }); err != nil {
+		return w.failedStart(err)
+	}
+	if aborted {
+		return r, nil
 	}
 	if spec.Sync {
 		if err := w.waitBarrier(ctx); err != nil {
 			if errors.Is(err, ErrSyncTimeout) {
 				return w.report(EndSyncTimeout, err.Error(), nil), nil
+			}
+			if errors.Is(err, ErrUnreachable) {
+				return w.unreachable(), err
 			}
 			return Report{}, err
 		}
@@ -96,8 +150,40 @@ func Wait(ctx context.Context, j *job.Job, cfg WaitConfig) (Report, error) {
 	return w.follow(ctx)
 }
 
+// reach runs read until it succeeds or fails for good: errors of a
+// dropped connection are retried until ZooKeeper has been silent for the
+// outage limit.
+func (w *waiter) reach(ctx context.Context, read func() error) error {
+	for {
+		err := read()
+		if err == nil {
+			w.heard = time.Now()
+			return nil
+		}
+		if !job.Transient(err) {
+			return err
+		}
+		if w.outage() {
+			return fmt.Errorf("%w: %w", ErrUnreachable, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(job.RetryPause):
+		}
+	}
+}
+
+// failedStart is what Wait returns when it could not begin to follow.
+func (w *waiter) failedStart(err error) (Report, error) {
+	if errors.Is(err, ErrUnreachable) {
+		return w.unreachable(), err
+	}
+	return Report{}, err
+}
+
 // ErrSyncTimeout: no worker released the start barrier in time.
-var ErrSyncTimeout = errors.New("master: sync timeout")
+var ErrSyncTimeout = errors.New("sync timeout")
 
 type waiter struct {
 	j     *job.Job
@@ -123,6 +209,8 @@ type waiter struct {
 	charges map[int]int
 	// abortedBy is the reason of an abort seen by the abort watch.
 	abortedBy string
+	// heard is when ZooKeeper last answered a read.
+	heard time.Time
 }
 
 type itemState struct {
@@ -142,8 +230,13 @@ func (w *waiter) waitBarrier(ctx context.Context) error {
 		released, changed, err := w.j.WatchBarrier()
 		var retry <-chan time.Time
 		if err != nil {
+			if w.outage() {
+				return ErrUnreachable
+			}
 			w.cfg.Log.Warn("reading the sync barrier; will retry", "err", err)
 			retry = time.After(job.RetryPause)
+		} else {
+			w.heard = time.Now()
 		}
 		if err == nil && released {
 			w.cfg.Log.Info("sync barrier released")
@@ -185,7 +278,13 @@ func (w *waiter) follow(ctx context.Context) (Report, error) {
 	w.lastRead = time.Now()
 	for {
 		if err := f.armAll(w.noWorkers()); err != nil {
-			return Report{}, fmt.Errorf("%w: %w", ErrRemoved, err)
+			return w.removed(), fmt.Errorf("%w: %w", ErrRemoved, err)
+		}
+		if f.answered {
+			w.heard = time.Now()
+		}
+		if w.outage() {
+			return w.unreachable(), ErrUnreachable
 		}
 		if w.cfg.OnStatus != nil {
 			w.cfg.OnStatus(w.status())
@@ -227,6 +326,8 @@ func (w *waiter) onPoll() *Report {
 	r, err := w.checkTimers()
 	if err != nil {
 		w.cfg.Log.Warn("reading timers; will retry", "err", err)
+	} else {
+		w.heard = time.Now()
 	}
 	if r != nil {
 		return r
@@ -346,12 +447,12 @@ func (w *waiter) charge(t protocol.Turn, why string) error {
 		if err == nil {
 			w.charges[t.Index] = charged
 			w.retried++
-			w.cfg.Log.Warn(why+"; item handed out again", "item", t.Index, "attempt", t.Attempt+1, "retries_used", charged)
+			w.cfg.Log.Warn(why+"; item handed out again", "item", Number(t.Index), "attempt", t.Attempt+1, "retries_used", charged)
 		}
 	} else {
 		err = w.j.RecordLost(t, true, fmt.Sprintf("%s, after %d of %d retries", why, charged-1, w.spec.Retries))
 		if err == nil {
-			w.cfg.Log.Error(why+"; item lost", "item", t.Index, "attempts", t.Attempt)
+			w.cfg.Log.Error(why+"; item lost", "item", Number(t.Index), "attempts", t.Attempt)
 		}
 	}
 	if errors.Is(err, job.ErrStale) {
@@ -447,7 +548,7 @@ func (w *waiter) handOutUnaccounted(i int, s itemState) error {
 	}
 	err := w.j.Reoffer(t)
 	if err == nil {
-		w.cfg.Log.Warn("an item was handed out but never leased (its ticket's reply was lost); offered again, no retry charged", "item", i)
+		w.cfg.Log.Warn("an item was handed out but never leased (its ticket's reply was lost); offered again, no retry charged", "item", Number(i))
 	}
 	if errors.Is(err, job.ErrStale) {
 		return nil
@@ -481,7 +582,7 @@ func (w *waiter) checkTimers() (*Report, error) {
 	}
 	t := expired[0]
 	reason := fmt.Sprintf("timer %s (%s) un-kicked for %v, over the %v limit", t.Name, describe(t), t.Age.Round(time.Millisecond), t.Limit(limit))
-	w.cfg.Log.Error("hung worker: aborting the job", "timer", t.Name, "id", t.ID, "host", t.Host, "pid", t.Pid, "item", t.Item, "age", t.Age)
+	w.cfg.Log.Error("hung worker: aborting the job", "timer", t.Name, "id", t.ID, "host", t.Host, "pid", t.Pid, "item", Number(t.Item), "age", t.Age)
 	if err := w.j.Abort(reason); err != nil {
 		w.cfg.Log.Warn("could not mark the job aborted", "err", err)
 	}
@@ -505,14 +606,24 @@ func (w *waiter) inGrace() bool {
 func describe(t job.TimerState) string {
 	s := fmt.Sprintf("id %s, host %s, pid %d", t.ID, t.Host, t.Pid)
 	if t.Item >= 0 {
-		s += fmt.Sprintf(", item %d %q", t.Item, t.Label)
+		s += fmt.Sprintf(", item %d %q", Number(t.Item), t.Label)
 	}
 	return s
 }
 
+// Number is the number people know item index by: its line among the
+// items, counted from 1. Znode names and ZKDOG_ITEM_INDEX count from 0.
+func Number(index int) int { return index + 1 }
+
+// outage reports whether ZooKeeper has not answered for longer than the
+// outage limit.
+func (w *waiter) outage() bool { return time.Since(w.heard) > w.cfg.OutageLimit }
+
 func (w *waiter) status() Status {
+	timers := len(w.presence.Timers)
 	return Status{
 		Items: w.spec.Items, Done: w.tally.Done, Failed: w.tally.Failed, Running: len(w.leases),
-		Timers: len(w.presence.Timers), Retried: w.retried, Elapsed: time.Since(w.start),
+		Working: min(timers, max(w.spec.Items-w.tally.Done, 0)),
+		Timers:  timers, Retried: w.retried, Elapsed: time.Since(w.start),
 	}
 }

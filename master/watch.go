@@ -36,6 +36,8 @@ type follower struct {
 	tally, timers, leases, abort *rearm
 	retry, wake                  <-chan time.Time
 	log                          *slog.Logger
+	// answered: the last armAll read something from ZooKeeper.
+	answered bool
 }
 
 // armAll re-arms the watches that fired and are due (or all that fired,
@@ -43,6 +45,7 @@ type follower struct {
 // ends the wait; transient ones bring the loop back after a pause.
 func (f *follower) armAll(force bool) error {
 	failed := false
+	f.answered = false
 	var next time.Time
 	for _, r := range []*rearm{f.tally, f.timers, f.leases, f.abort} {
 		if r.w != nil {
@@ -64,6 +67,7 @@ func (f *follower) armAll(force bool) error {
 			continue
 		}
 		r.w, r.armed = w, time.Now()
+		f.answered = true
 	}
 	f.retry, f.wake = nil, nil
 	if failed {

@@ -45,6 +45,10 @@ type Config struct {
 	// Monitor can see the child writing (ActivityOutput). The bytes are
 	// copied unchanged and each stream keeps its order.
 	Output *Counter
+	// StderrTail, if non-nil, makes stderr pass through a pipe even when
+	// it is a file, and keeps the end of it there as it is copied: what a
+	// failing command last said.
+	StderrTail *Tail
 
 	// KillTimeout is the grace period between SIGTERM (or a forwarded
 	// SIGINT) and SIGKILL, unless StopWithin shortens it. Zero means
@@ -212,22 +216,33 @@ func Start(cfg Config) (*Child, error) {
 // lookup resolves cfg.Path as a shell would, or says why it cannot: a bad
 // working directory is zkdog's failure (125), not a missing command.
 func lookup(cfg Config) (string, error) {
-	if cfg.Path == "" {
+	return Lookup(cfg.Path, cfg.Dir)
+}
+
+// Lookup finds the program that Start would run for name and dir, and
+// checks that it can be executed, without starting anything: a name
+// without a slash in $PATH, any other path as given (relative to dir when
+// dir is set). A directory, or a file without the execute permission, is
+// not executable. What it cannot see is whether the program's
+// interpreter or loader exists, nor anything about a program that the
+// one named runs in turn (the script of sh -c): Start finds those.
+func Lookup(name, dir string) (string, error) {
+	if name == "" {
 		return "", fmt.Errorf("%w: empty command name", ErrNotFound)
 	}
-	path := cfg.Path
-	if cfg.Dir != "" {
-		if err := checkDir(cfg.Dir); err != nil {
+	path := name
+	if dir != "" {
+		if err := checkDir(dir); err != nil {
 			return "", err
 		}
-		// The child enters Dir before exec, so a relative path is Dir's.
-		if strings.ContainsRune(cfg.Path, '/') && !filepath.IsAbs(cfg.Path) {
-			path = filepath.Join(cfg.Dir, cfg.Path)
+		// The child enters dir before exec, so a relative path is dir's.
+		if strings.ContainsRune(name, '/') && !filepath.IsAbs(name) {
+			path = filepath.Join(dir, name)
 		}
 	}
 	resolved, err := exec.LookPath(path)
 	if err != nil {
-		return "", lookupError(cfg.Path, err)
+		return "", lookupError(name, err)
 	}
 	return resolved, nil
 }
@@ -235,10 +250,10 @@ func lookup(cfg Config) (string, error) {
 func checkDir(dir string) error {
 	fi, err := os.Stat(dir)
 	if err != nil {
-		return fmt.Errorf("supervise: working directory: %w", err)
+		return fmt.Errorf("working directory: %w", err)
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("supervise: working directory %s: %w", dir, syscall.ENOTDIR)
+		return fmt.Errorf("working directory %s: %w", dir, syscall.ENOTDIR)
 	}
 	return nil
 }
@@ -292,8 +307,9 @@ func newCmd(cfg Config, resolved string, waitDelay time.Duration) *exec.Cmd {
 func (c *Child) setOutput(cfg Config) ([]*os.File, error) {
 	var ends []*os.File
 	var files [2]*os.File
+	tails := [2]*Tail{nil, cfg.StderrTail}
 	for i, w := range destinations(cfg) {
-		f, err := c.stream(w, cfg.Output, &ends)
+		f, err := c.stream(w, cfg.Output, tails[i], &ends)
 		if err != nil {
 			closeFiles(ends)
 			c.closeReadEnds()
@@ -327,18 +343,19 @@ func destinations(cfg Config) [2]io.Writer {
 
 // stream returns the file the child is to write w's stream to. A file
 // goes to the child as is, so that it writes there itself at no cost to
-// us; anything else, or anything at all when output is counted, needs a
-// pipe and a copier of ours. ends collects the pipes' write ends.
-func (c *Child) stream(w io.Writer, count *Counter, ends *[]*os.File) (*os.File, error) {
-	if f, ok := w.(*os.File); ok && count == nil {
+// us; anything else, or anything at all when output is counted or its
+// tail kept, needs a pipe and a copier of ours. ends collects the pipes'
+// write ends.
+func (c *Child) stream(w io.Writer, count *Counter, tail *Tail, ends *[]*os.File) (*os.File, error) {
+	if f, ok := w.(*os.File); ok && count == nil && tail == nil {
 		return f, nil
 	}
 	r, pw, err := os.Pipe()
 	if err != nil {
-		return nil, fmt.Errorf("supervise: output pipe: %w", err)
+		return nil, fmt.Errorf("creating an output pipe: %w", err)
 	}
 	*ends = append(*ends, pw)
-	c.copiers = append(c.copiers, &copier{r: r, w: w, count: count})
+	c.copiers = append(c.copiers, &copier{r: r, w: w, count: count, tail: tail})
 	return pw, nil
 }
 

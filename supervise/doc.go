@@ -34,7 +34,13 @@
 // and counted, so that progress can be seen in it. Done waits for the
 // copy to finish, but no longer than DrainTimeout after the child exited:
 // a background job that inherited the pipe would otherwise hold zkdog
-// forever.
+// forever. With Config.StderrTail, stderr always passes through a pipe,
+// and a Tail keeps its last bytes (bounded, whatever the command writes)
+// for the caller to report a failure with.
+//
+// Lookup checks a command the way Start would find it, without running
+// anything, so that a caller can refuse a misspelt command before it
+// commits to anything.
 //
 // # Progress
 //

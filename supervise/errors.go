@@ -14,15 +14,15 @@ import (
 var (
 	// ErrNotFound: the command could not be found (exit code 127 by the
 	// shell's convention).
-	ErrNotFound = errors.New("supervise: command not found")
+	ErrNotFound = errors.New("command not found")
 	// ErrNotExecutable: the command was found but could not be executed:
 	// no permission, not a regular file, an exec format error, a missing
 	// interpreter or dynamic loader (exit code 126 by the shell's
 	// convention).
-	ErrNotExecutable = errors.New("supervise: command not executable")
+	ErrNotExecutable = errors.New("command not executable")
 	// ErrExited: the child has already exited and been reaped, so its
 	// process group can no longer be signalled safely.
-	ErrExited = errors.New("supervise: child has exited")
+	ErrExited = errors.New("the command has exited")
 )
 
 // Exit codes for a command that could not be run, as the shell and the
@@ -64,11 +64,16 @@ func lookupError(name string, err error) error {
 	if errors.As(err, &ee) {
 		cause = ee.Err
 	}
+	// The name is said once, by the caller's message.
+	var pe *fs.PathError
+	if errors.As(cause, &pe) {
+		cause = pe.Err
+	}
 	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) ||
 		errors.Is(err, exec.ErrDot) || errors.Is(err, syscall.ENOTDIR) {
-		return fmt.Errorf("%w: %s: %w", ErrNotFound, name, cause)
+		return fmt.Errorf("%s: %w: %w", name, ErrNotFound, cause)
 	}
-	return fmt.Errorf("%w: %s: %w", ErrNotExecutable, name, cause)
+	return fmt.Errorf("%s: %w: %w", name, ErrNotExecutable, cause)
 }
 
 // startError classifies a failure of exec.Cmd.Start after LookPath
@@ -81,18 +86,18 @@ func startError(name, resolved string, err error) error {
 	var pe *fs.PathError
 	var errno syscall.Errno
 	if !errors.As(err, &pe) || !errors.As(err, &errno) {
-		return fmt.Errorf("supervise: start %s: %w", name, err)
+		return fmt.Errorf("starting %s: %w", name, err)
 	}
 	switch errno {
 	case syscall.ENOENT:
 		if _, serr := os.Stat(resolved); errors.Is(serr, fs.ErrNotExist) {
-			return fmt.Errorf("%w: %s: %w", ErrNotFound, name, errno)
+			return fmt.Errorf("%s: %w: %w", name, ErrNotFound, errno)
 		}
-		return fmt.Errorf("%w: %s: %w (missing interpreter or loader?)", ErrNotExecutable, name, errno)
+		return fmt.Errorf("%s: %w: %w (missing interpreter or loader?)", name, ErrNotExecutable, errno)
 	case syscall.EACCES, syscall.EPERM, syscall.ENOEXEC, syscall.EISDIR,
 		syscall.ENOTDIR, syscall.ELOOP, syscall.ENAMETOOLONG,
 		syscall.ETXTBSY, syscall.E2BIG:
-		return fmt.Errorf("%w: %s: %w", ErrNotExecutable, name, errno)
+		return fmt.Errorf("%s: %w: %w", name, ErrNotExecutable, errno)
 	}
-	return fmt.Errorf("supervise: start %s: %w", name, err)
+	return fmt.Errorf("starting %s: %w", name, err)
 }

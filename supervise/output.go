@@ -34,6 +34,7 @@ type copier struct {
 	r     *os.File
 	w     io.Writer
 	count *Counter
+	tail  *Tail
 }
 
 // run copies until EOF or until the read end is closed under it (drain
@@ -52,6 +53,9 @@ func (c *copier) run() {
 		n, rerr := c.r.Read(buf)
 		if n > 0 {
 			c.count.add(n)
+			// The tail first: it keeps what the command said even when
+			// the destination has gone.
+			_, _ = c.tail.Write(buf[:n])
 			if _, werr := c.w.Write(buf[:n]); werr != nil {
 				return
 			}

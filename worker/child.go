@@ -19,16 +19,21 @@ import (
 const recordPatience = time.Minute
 
 // runOne runs the command on one claim (nil with NoQueue) and records the
-// result; it returns the command's status.
-func (w *Worker) runOne(ctx context.Context, c *job.Claim) int {
+// result. It returns the status zkdog reports for it, and why zkdog
+// stopped it (the status is then ExitStopped), or a startError when it
+// could not start, after giving the item back: it did not run, so it
+// must cost no attempt.
+func (w *Worker) runOne(ctx context.Context, c *job.Claim) (int, error) {
 	output := w.outputCounter()
+	stderr := supervise.NewTail(w.cfg.KeepStderr)
 	started := time.Now()
-	child, err := w.startChild(c, output)
+	child, err := w.startChild(c, output, stderr)
 	if err != nil {
-		code := supervise.ExitCodeFor(err)
-		w.log.Error("cannot run the command", "err", err)
-		w.record(c, protocol.Result{Outcome: protocol.Failed, Exit: code, Reason: err.Error()})
-		return code
+		w.log.Error("cannot run the command; its item is given back", "err", err)
+		if c != nil {
+			w.giveBack(*c)
+		}
+		return supervise.ExitCodeFor(err), w.cannotStart(c, err)
 	}
 	monitorDone := w.monitor(ctx, child, output)
 	why, outcome := w.supervise(ctx, child)
@@ -37,14 +42,40 @@ func (w *Worker) runOne(ctx context.Context, c *job.Claim) int {
 	w.logExit(child, exit, started)
 	if errors.Is(why, errCoordinationLost) {
 		w.abandon(c)
-		return exit.Status()
+		return ExitStopped, why
 	}
-	w.record(c, resultOf(exit, why, outcome, time.Since(started)))
-	return exit.Status()
+	res := resultOf(exit, why, outcome, time.Since(started))
+	if res.Outcome != protocol.OK && c != nil {
+		res.Item, res.Stderr = c.Data, stderr.String()
+	}
+	w.record(c, res)
+	if why != nil {
+		return ExitStopped, why
+	}
+	return exit.Status(), nil
 }
 
 // errCoordinationLost marks a stop after which the worker records nothing.
 var errCoordinationLost = errors.New("coordination lost")
+
+// startError is a command that did not start, with what to do about it;
+// it matches supervise's sentinels through its cause.
+type startError struct{ error }
+
+func (e startError) Unwrap() error { return e.error }
+
+func didNotStart(err error) bool {
+	var se startError
+	return errors.As(err, &se)
+}
+
+func (w *Worker) cannotStart(c *job.Claim, err error) error {
+	given := ""
+	if c != nil {
+		given = fmt.Sprintf("item %d was given back uncharged, and ", c.Index)
+	}
+	return startError{fmt.Errorf("%w%s; %sno more items are taken", err, remedy(err), given)}
+}
 
 func (w *Worker) outputCounter() *supervise.Counter {
 	if w.cfg.Progress.Has(supervise.ActivityOutput) {
@@ -53,7 +84,7 @@ func (w *Worker) outputCounter() *supervise.Counter {
 	return nil
 }
 
-func (w *Worker) startChild(c *job.Claim, output *supervise.Counter) (*supervise.Child, error) {
+func (w *Worker) startChild(c *job.Claim, output *supervise.Counter, stderr *supervise.Tail) (*supervise.Child, error) {
 	item := ""
 	if c != nil {
 		item = string(c.Data)
@@ -61,7 +92,7 @@ func (w *Worker) startChild(c *job.Claim, output *supervise.Counter) (*supervise
 	args := Args(w.cfg.Command, item)
 	child, err := supervise.Start(supervise.Config{
 		Path: args[0], Args: args[1:], Env: w.childEnv(c),
-		Stdin: w.stdin(c), Stdout: w.cfg.Stdout, Stderr: w.cfg.Stderr, Output: output,
+		Stdin: w.stdin(c), Stdout: w.cfg.Stdout, Stderr: w.cfg.Stderr, Output: output, StderrTail: stderr,
 		KillTimeout: w.cfg.KillTimeout,
 		OnSignal: func(s os.Signal) {
 			w.log.Info("signal relayed to the command", "signal", s)
@@ -151,7 +182,7 @@ func (w *Worker) stopFor(ctx context.Context, child *supervise.Child) (error, pr
 	switch {
 	case errors.Is(cause, ErrAborted):
 		go child.Stop(context.Background())
-		return fmt.Errorf("the master aborted the job: %w", cause), protocol.Failed
+		return cause, protocol.Failed
 	case errors.Is(cause, ErrEndangered):
 		go child.StopWithin(context.Background(), w.endangeredGrace())
 	default:

@@ -32,6 +32,11 @@ func (w *Worker) drain(ctx context.Context) (Result, error) {
 			}
 			return res, nil
 		}
+		if errors.Is(err, job.ErrFinished) {
+			// Nothing is left, as with an empty queue; the caller says how
+			// the job ended.
+			return res, err
+		}
 		if err != nil {
 			if res.Ran == 0 {
 				return res, err
@@ -41,10 +46,16 @@ func (w *Worker) drain(ctx context.Context) (Result, error) {
 		}
 		w.timer.Progress() // taking an item is progress
 		w.log.Info("took item", "item", c.Index, "attempt", c.Attempt, "label", protocol.Label(c.Data))
-		if code := w.runOne(ctx, &c); code != 0 {
-			res.Status = code
+		code, why := w.runOne(ctx, &c)
+		if didNotStart(why) {
+			// Every later item would fail the same way: stop, with the
+			// item given back, rather than fail the whole queue.
+			return res, why
 		}
 		res.Ran++
+		if code != 0 {
+			res.Status, res.Stopped = code, why
+		}
 		if !w.cfg.Loop {
 			return res, nil
 		}
@@ -57,11 +68,11 @@ func (w *Worker) next(ctx context.Context, lease protocol.Lease) (job.Claim, err
 	for {
 		c, err := w.take(ctx, lease)
 		if !errors.Is(err, job.ErrEmpty) || !w.cfg.Loop || !w.cfg.UntilDone {
-			return c, err
+			return c, w.finishedOr(ctx, err)
 		}
 		more, err := w.awaitRetries(ctx)
 		if err != nil {
-			return job.Claim{}, err
+			return job.Claim{}, w.finishedOr(ctx, err)
 		}
 		if !more {
 			return job.Claim{}, job.ErrEmpty
@@ -131,4 +142,35 @@ func (w *Worker) waitKicking(ctx context.Context, changed job.Watch, tick <-chan
 			return context.Cause(ctx)
 		}
 	}
+}
+
+// finishedOr explains a failure to take or wait for an item by the job
+// being finished, when it is: sealing a job drops what is left of its
+// queue, and the timers, under the workers still looking at it, whose
+// requests then fail in other ways.
+func (w *Worker) finishedOr(ctx context.Context, err error) error {
+	if err == nil || interrupted(ctx) != 0 || errors.Is(err, job.ErrEmpty) || errors.Is(err, job.ErrFinished) {
+		return err
+	}
+	spec, serr := w.j.Spec()
+	if serr != nil {
+		return err
+	}
+	if ferr := finished(w.j.L.Root, spec); ferr != nil {
+		return ferr
+	}
+	return err
+}
+
+// finished is the error for a job whose record says it is finished, nil
+// for any other.
+func finished(root string, spec protocol.Job) error {
+	if spec.State != protocol.StateFinished {
+		return nil
+	}
+	fe := &job.FinishedError{Root: root}
+	if spec.Summary != nil {
+		fe.Summary = *spec.Summary
+	}
+	return fe
 }

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/zkdog/zkdog/heartbeat"
@@ -40,18 +41,24 @@ const (
 // Sentinel errors.
 var (
 	// ErrAborted: the master gave up on the job.
-	ErrAborted = errors.New("worker: job aborted")
+	ErrAborted = errors.New("the job was aborted")
 	// ErrNoCommand: nothing to run was given.
-	ErrNoCommand = errors.New("worker: no command given; put it after --")
+	ErrNoCommand = errors.New("no command given; put it after --")
 	// ErrNoQueue: the job has no items, and the worker was not told to
 	// run without one.
-	ErrNoQueue = errors.New("worker: the job has no queue")
+	ErrNoQueue = errors.New("the job has no queue")
 	// ErrSettings: the worker's settings cannot work with the job's.
-	ErrSettings = errors.New("worker: settings that cannot work")
+	ErrSettings = errors.New("settings that cannot work")
 	// ErrEndangered: the session may expire before the command could be
 	// stopped, so it was stopped first.
-	ErrEndangered = errors.New("worker: ZooKeeper session endangered")
+	ErrEndangered = errors.New("the ZooKeeper session is endangered")
 )
+
+// ExitStopped is the status of a command that zkdog itself stopped (its
+// session or timer lost, the job aborted, no progress with KillOnStall),
+// as timeout(1) exits when it stopped its command: the command's own
+// status, 143 after the TERM, would read as a scancel.
+const ExitStopped = 124
 
 // Config is what zkdog run was asked to do.
 type Config struct {
@@ -82,6 +89,12 @@ type Config struct {
 	// WaitForJob is how long to wait for a job that does not exist yet,
 	// for tasks that may start before their master has created the job.
 	WaitForJob time.Duration
+	// KeepStderr is how many bytes of the end of the command's standard
+	// error a result that is not ok keeps, with the item; 0 keeps none,
+	// and protocol.MaxStderrBytes is the most. An ok result keeps
+	// neither: a job of a million items must not cost ZooKeeper a copy
+	// of each.
+	KeepStderr int
 
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
@@ -90,11 +103,14 @@ type Config struct {
 
 // Result is how zkdog run ended when it could run: Status is the status
 // to exit with (the last failing command's, 0 if all succeeded or none
-// ran, 128+N if signal N stopped zkdog between items); Ran counts the
-// commands run.
+// ran, ExitStopped if zkdog stopped that command, 128+N if signal N
+// stopped zkdog between items); Ran counts the commands run; Stopped says
+// why zkdog stopped the command whose ExitStopped is Status, nil when
+// Status is not that.
 type Result struct {
-	Status int
-	Ran    int
+	Status  int
+	Ran     int
+	Stopped error
 }
 
 // Worker runs one zkdog run.
@@ -115,9 +131,15 @@ type Worker struct {
 // *interrupt.Error cause, when zkdog is asked to stop: no item is taken
 // after it, and a running command, which gets the signal from supervise,
 // is waited for and its result recorded.
+//
+// A command that cannot be found or executed is an error matching
+// supervise.ErrNotFound or ErrNotExecutable: found before anything is
+// taken (CheckCommand), or, should it stop starting later (deleted under
+// a looping worker), once its item is given back uncharged. A job that is
+// finished is a *job.FinishedError, with the Result of what ran before.
 func Run(ctx context.Context, sess *zkconn.Session, j *job.Job, cfg Config) (Result, error) {
-	if len(cfg.Command) == 0 {
-		return Result{}, ErrNoCommand
+	if err := CheckCommand(cfg.Command); err != nil {
+		return Result{}, err
 	}
 	w := &Worker{sess: sess, j: j, cfg: cfg, log: cfg.Log}
 	if w.log == nil {
@@ -137,16 +159,49 @@ func Run(ctx context.Context, sess *zkconn.Session, j *job.Job, cfg Config) (Res
 
 	kf, err := os.CreateTemp("", "zkdog-kick-*")
 	if err != nil {
-		return Result{}, fmt.Errorf("worker: creating the kick file: %w", err)
+		return Result{}, fmt.Errorf("creating the kick file: %w", err)
 	}
 	kf.Close()
 	w.kickFile = kf.Name()
 	defer os.Remove(w.kickFile)
 
 	if cfg.NoQueue {
-		return Result{Status: w.runOne(ctx, nil), Ran: 1}, nil
+		status, why := w.runOne(ctx, nil)
+		if didNotStart(why) {
+			return Result{}, why
+		}
+		return Result{Status: status, Ran: 1, Stopped: why}, nil
 	}
 	return w.drain(ctx)
+}
+
+// CheckCommand finds the command's program, as it will be started, and
+// checks that it can be executed: a misspelt command must fail at once,
+// before a timer is made or an item taken, not fail every item of the
+// queue with 127. What a shell or another wrapper runs in turn (the
+// script of sh -c) is found only when it runs.
+func CheckCommand(command []string) error {
+	if len(command) == 0 {
+		return ErrNoCommand
+	}
+	if _, err := supervise.Lookup(command[0], ""); err != nil {
+		return fmt.Errorf("%w%s (nothing was taken from the queue)", err, remedy(err))
+	}
+	return nil
+}
+
+// remedy says what to do about a command that cannot be run, after a
+// "; "; nothing for a failure that is not the command's (fork failed).
+func remedy(err error) string {
+	switch {
+	case errors.Is(err, syscall.EISDIR):
+		return "; name the program, not its directory"
+	case errors.Is(err, supervise.ErrNotExecutable):
+		return "; make it executable (chmod +x), or name its interpreter before it"
+	case errors.Is(err, supervise.ErrNotFound):
+		return "; check its name, or give its path"
+	}
+	return ""
 }
 
 // closeWhenLost closes the session once it is lost: nothing can be done
@@ -171,6 +226,9 @@ func (w *Worker) closeWhenLost() func() {
 func (w *Worker) join(ctx context.Context) error {
 	spec, err := w.j.AwaitReady(ctx, w.cfg.WaitForJob)
 	if err != nil {
+		return err
+	}
+	if err := finished(w.j.L.Root, spec); err != nil {
 		return err
 	}
 	if err := w.j.CheckAccess(true); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/zkdog/zkdog/internal/duration"
 	"github.com/zkdog/zkdog/internal/job"
 	"github.com/zkdog/zkdog/internal/protocol"
+	"github.com/zkdog/zkdog/internal/tty"
 	"github.com/zkdog/zkdog/internal/zkconn"
 )
 
@@ -48,28 +49,48 @@ const (
 func commonFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: flagZK, EnvVars: []string{envZK}, Value: defaultZK,
-			Usage: "ZooKeeper servers as host:port, comma-separated."},
+			Usage: "ZooKeeper servers as `HOST:PORT,...`; to try zkdog, start one with bin/zkserve (README: First steps)."},
 		&cli.StringFlag{Name: flagRoot, EnvVars: []string{envRoot},
-			Usage: "The job's path in ZooKeeper, such as /zkdog/myjob."},
+			Usage: "The job's `PATH` in ZooKeeper, such as /zkdog/myjob."},
 		durationFlag(flagSessionTimeout, envSessionTimeout, zkconn.DefaultSessionTimeout,
-			"How long ZooKeeper keeps a silent client's session, and so how soon a dead worker's timer vanishes. Seconds or a Go duration."),
+			"How long ZooKeeper keeps a silent client's session (a `DURATION`: seconds or a Go duration), so how soon a dead worker's timer vanishes; also the bound on connecting. ZooKeeper grants it within its own bounds (4s to 40s by default); zkdog says when it differs."),
 		&cli.StringFlag{Name: flagLogLevel, EnvVars: []string{envLogLevel}, Value: "info",
-			Usage: "Log level: debug, info, warn or error."},
+			Usage: "Log `LEVEL`: debug, info, warn or error."},
 		&cli.StringFlag{Name: flagLogFormat, EnvVars: []string{envLogFormat}, Value: "text",
-			Usage: "Log format: text or json."},
+			Usage: "Log `FORMAT`, on standard error: text or json (every line a JSON object)."},
 		&cli.StringFlag{Name: flagAuthFile, EnvVars: []string{envAuthFile}, TakesFile: true,
-			Usage: "The credentials file, one line USER:SECRET (mode 600, or 640 for a group's copy); default ~/.zkdog/credentials, which zkdog init creates."},
+			Usage: "The credentials `FILE`, one line USER:SECRET (mode 600, or 640 for a group's copy); default ~/.zkdog/credentials, which zkdog init creates."},
 		&cli.StringFlag{Name: flagTLSCA, EnvVars: []string{envTLSCA}, TakesFile: true,
-			Usage: "Connect to ZooKeeper's secure port with TLS, checking the servers' certificates against this CA file (PEM)."},
+			Usage: "Connect to ZooKeeper's secure port with TLS, checking the servers' certificates against this CA `FILE` (PEM)."},
 		&cli.StringFlag{Name: flagTLSCert, EnvVars: []string{envTLSCert}, TakesFile: true,
-			Usage: "With --tls-ca: this client certificate (PEM); its subject becomes an identity that owns the jobs created."},
+			Usage: "With --tls-ca: this client certificate `FILE` (PEM); its subject becomes an identity that owns the jobs created."},
 		&cli.StringFlag{Name: flagTLSKey, EnvVars: []string{envTLSKey}, TakesFile: true,
-			Usage: "With --tls-cert: its private key (PEM, unencrypted)."},
+			Usage: "With --tls-cert: its private key `FILE` (PEM, unencrypted)."},
 	}
 }
 
 func durationFlag(name, env string, def time.Duration, usage string) *cli.GenericFlag {
-	return &cli.GenericFlag{Name: name, EnvVars: envs(env), Value: &duration.Value{D: def}, Usage: usage}
+	return &cli.GenericFlag{Name: name, EnvVars: envs(env), Value: &duration.Value{D: def}, Usage: usage,
+		DefaultText: durationText(def)}
+}
+
+// durationText writes a default as the README does: whole seconds as
+// seconds (120s, not 2m0s), since a plain number is seconds to zkdog.
+func durationText(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "0"
+	case d%time.Second == 0:
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+	return d.String()
+}
+
+// withDefaultText replaces the default shown in the help, for a flag
+// whose zero value means something worked out later.
+func withDefaultText(f *cli.GenericFlag, text string) *cli.GenericFlag {
+	f.DefaultText = text
+	return f
 }
 
 func envs(env string) []string {
@@ -96,9 +117,9 @@ func newLogger(c *cli.Context) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: level}
 	switch strings.ToLower(c.String(flagLogFormat)) {
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewTextHandler(tty.Stderr, opts)), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewJSONHandler(tty.Stderr, opts)), nil
 	}
 	return nil, fmt.Errorf("--%s %q: give text or json", flagLogFormat, c.String(flagLogFormat))
 }
@@ -122,19 +143,29 @@ const (
 	useCreate use = iota // init, master: makes the credentials file on first use
 	useWork              // run, wait, consume, kick, clear: needs write
 	useRead              // status, timers: a public job needs no credentials
+	useList              // jobs, clear --finished: many jobs, each checked on its own
 )
 
 func parseTarget(c *cli.Context) (target, error) {
-	log, err := newLogger(c)
-	if err != nil {
-		return target{}, usagef("%v", err)
-	}
 	if c.String(flagRoot) == "" {
+		if _, err := newLogger(c); err != nil {
+			return target{}, usagef("%v", err)
+		}
 		return target{}, usagef("--%s is required (or set %s): the job's path in ZooKeeper, such as /zkdog/myjob", flagRoot, envRoot)
 	}
 	l, err := protocol.NewLayout(c.String(flagRoot))
 	if err != nil {
 		return target{}, fmt.Errorf("--%s: %w", flagRoot, err)
+	}
+	return parseServerTarget(c, l)
+}
+
+// parseServerTarget is parseTarget with the layout given: the commands
+// that look at every job under a prefix have no --root.
+func parseServerTarget(c *cli.Context, l protocol.Layout) (target, error) {
+	log, err := newLogger(c)
+	if err != nil {
+		return target{}, usagef("%v", err)
 	}
 	if _, err := zkconn.ParseServers(c.String(flagZK)); err != nil {
 		return target{}, fmt.Errorf("--%s: %w", flagZK, err)
@@ -182,7 +213,7 @@ func (t target) access(u use, publicRead bool) (job.Access, error) {
 	}
 	c, err := t.loadCreds(u, path)
 	switch {
-	case errors.Is(err, creds.ErrMissing) && (u == useRead || t.x509 != "" && t.authFile == ""):
+	case errors.Is(err, creds.ErrMissing) && (u == useRead || u == useList || t.x509 != "" && t.authFile == ""):
 		// A reader of a public job needs no identity; a certificate's
 		// identity can own a job instead of a digest one.
 		return a, nil
@@ -223,9 +254,10 @@ func (t target) dial(ctx context.Context, a job.Access, u use, waits bool, opts 
 	if err != nil {
 		return nil, nil, err
 	}
+	t.noteGranted(sess.Timeout())
 	j := job.New(sess.Conn(), t.layout, job.WithAccess(a), job.WithLog(t.log))
 	err = j.Authenticate()
-	if err == nil && u != useCreate && !waits {
+	if err == nil && u != useCreate && u != useList && !waits {
 		err = j.CheckAccess(u == useWork)
 	}
 	if err != nil {
@@ -233,6 +265,18 @@ func (t target) dial(ctx context.Context, a job.Access, u use, waits bool, opts 
 		return nil, nil, err
 	}
 	return sess, j, nil
+}
+
+// noteGranted says when the server granted another session timeout than
+// --session-timeout asked for: ZooKeeper clamps it to its own range, and
+// the granted one is what decides how soon a dead worker's timer
+// vanishes, and a timer's limit (never under twice the session timeout).
+func (t target) noteGranted(granted time.Duration) {
+	if granted == t.timeout {
+		return
+	}
+	t.log.Warn("ZooKeeper granted another session timeout than --"+flagSessionTimeout+" asked for (its servers' minSessionTimeout and maxSessionTimeout bound it); zkdog uses the granted one",
+		"asked", t.timeout, "granted", granted)
 }
 
 // openJob is the start of every operator command: checked flags,

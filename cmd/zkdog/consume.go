@@ -19,7 +19,7 @@ func consumeCommand() *cli.Command {
 			"item was printed; 1 the queue is empty; 2 bad flags or no job at --root; 6 ZooKeeper unreachable.",
 		Flags: append(commonFlags(),
 			&cli.BoolFlag{Name: flagJSON, Usage: "Print the item as JSON, with its index and attempt."},
-			&cli.StringFlag{Name: flagID, EnvVars: envs(envWorkerID), Usage: "Name recorded as the item's taker; default host:pid."},
+			&cli.StringFlag{Name: flagID, EnvVars: envs(envWorkerID), Usage: "`NAME` recorded as the item's taker; default host:pid."},
 		),
 		Action: consumeAction,
 	}

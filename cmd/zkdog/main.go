@@ -8,7 +8,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"regexp"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -52,6 +56,8 @@ var endCodes = map[master.End]int{
 	master.EndHung:        exitHung,
 	master.EndSyncTimeout: exitSyncTimeout,
 	master.EndLost:        exitLost,
+	master.EndRemoved:     exitZooKeeper,
+	master.EndUnreachable: exitZooKeeper,
 }
 
 // errUsage marks errors in the flags and arguments; errRefused, an
@@ -92,7 +98,14 @@ var errorCodes = []struct {
 	{creds.ErrMissing, exitUsage, exitRunFailed},
 	{creds.ErrInsecure, exitUsage, exitRunFailed},
 	{creds.ErrBadFile, exitUsage, exitRunFailed},
+	{job.ErrNested, exitUsage, exitRunFailed},
+	{master.ErrNothingToRerun, exitUsage, exitRunFailed},
+	{master.ErrBadJoblog, exitUsage, exitRunFailed},
+	{master.ErrBadOutcome, exitUsage, exitRunFailed},
 	{job.ErrEmpty, exitFailed, exitOK},
+	// A late task finds its job finished: nothing left to do, and
+	// nothing for the scheduler to count as a failure.
+	{job.ErrFinished, exitFailed, exitOK},
 	{errRefused, exitFailed, exitFailed},
 	{errOutput, exitFailed, exitFailed},
 	{supervise.ErrNotFound, exitNotFound, exitNotFound},
@@ -138,13 +151,20 @@ func main() {
 }
 
 func run(args []string) int {
+	// Before anything else: a shell asking for completions must never
+	// reach an action, which would connect and run work.
+	if words, ok := completionRequest(args); ok {
+		complete(os.Stdout, newApp(), words)
+		return exitOK
+	}
 	app := newApp()
+	app.OnUsageError = rootUsageError(app, args)
 	err := app.Run(args)
 	// Flags come after the subcommand's name, so it is the first word.
 	isRun := len(args) > 1 && args[1] == "run"
 	code, say := exitCode(err, isRun)
 	if say {
-		fmt.Fprintf(os.Stderr, "zkdog: %v\n", err)
+		printError(os.Stderr, args, err, code)
 	}
 	return code
 }
@@ -153,6 +173,7 @@ func newApp() *cli.App {
 	cli.VersionPrinter = func(c *cli.Context) {
 		fmt.Fprintf(c.App.Writer, "zkdog %s (commit %s)\n", version, commit)
 	}
+	cli.FlagStringer = flagStringer
 	app := &cli.App{
 		Name:    "zkdog",
 		Usage:   "Coordinate batch array jobs through ZooKeeper, and catch workers that hang.",
@@ -166,26 +187,133 @@ func newApp() *cli.App {
 			waitCommand(),
 			runCommand(),
 			statusCommand(),
+			resultsCommand(),
+			jobsCommand(),
 			timersCommand(),
 			consumeCommand(),
 			kickCommand(),
 			clearCommand(),
 			completionCommand(),
+			manCommand(),
 		},
-		EnableBashCompletion: true,
+		// Completion is answered by complete, before the library sees
+		// the arguments: its own would run the action.
+		EnableBashCompletion: false,
 		HideHelpCommand:      true,
 		// Exit codes are chosen in run, never inside the library.
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError:   usageError,
+		Action:         rootAction,
 	}
 	for _, c := range app.Commands {
 		c.OnUsageError = usageError
+		// "zkdog master help" would be a second way to say --help, and
+		// completion would offer it after every command.
+		c.HideHelpCommand = true
 	}
 	return app
 }
 
+// rootAction runs for "zkdog" alone, "zkdog help [COMMAND]" and a word
+// that names no command.
+func rootAction(c *cli.Context) error {
+	if !c.Args().Present() {
+		return cli.ShowAppHelp(c)
+	}
+	if c.Args().First() == "help" {
+		if name := c.Args().Get(1); name != "" && c.App.Command(name) != nil {
+			return cli.ShowCommandHelp(c, name)
+		}
+		return cli.ShowAppHelp(c)
+	}
+	return usagef("no such command %q; the commands are: %s (zkdog --help says more)",
+		c.Args().First(), strings.Join(commandNames(c.App), ", "))
+}
+
+// commandNames are the commands a user may type, in help's order.
+func commandNames(app *cli.App) []string {
+	var names []string
+	for _, c := range app.Commands {
+		if !c.Hidden {
+			names = append(names, c.Name)
+		}
+	}
+	return names
+}
+
 func usageError(c *cli.Context, err error, _ bool) error {
-	return usagef("%v (see zkdog %s --help)", err, c.Command.Name)
+	return usagef("%s (see zkdog %s --help)", dashed(err.Error()), c.Command.Name)
+}
+
+// rootUsageError handles a flag before the command's name, where only
+// --help and --version are known: the fix is to move it.
+func rootUsageError(app *cli.App, args []string) cli.OnUsageErrorFunc {
+	return func(c *cli.Context, err error, _ bool) error {
+		name := "COMMAND"
+		for _, a := range args[1:] {
+			if app.Command(a) != nil {
+				name = a
+				break
+			}
+		}
+		flag := "--FLAG"
+		if n := flagNameOf(err.Error()); n != "" {
+			flag = "--" + n
+		}
+		return usagef("%s: flags go after the command, as in: zkdog %s %s ...", dashed(err.Error()), name, flag)
+	}
+}
+
+// flagParserWords are the phrases after which Go's flag package names a
+// flag with one dash; zkdog's flags are written with two.
+var flagParserWords = regexp.MustCompile(`((?:not defined|needs an argument): |for flag |value "[^"]*" for )-([A-Za-z0-9])`)
+
+// dashed rewrites a flag parser error to name flags as the help does.
+func dashed(msg string) string {
+	return flagParserWords.ReplaceAllString(msg, "$1--$2")
+}
+
+// flagNameOf is the flag a parser error is about, "" if none.
+func flagNameOf(msg string) string {
+	if m := flagInMessage.FindStringSubmatch(msg); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+var flagInMessage = regexp.MustCompile(`\s-+([A-Za-z0-9][\w-]*)`)
+
+// printError prints the error that ends zkdog: one line starting
+// "zkdog: ", or with --log-format json one JSON object like every other
+// line on standard error.
+func printError(w io.Writer, args []string, err error, code int) {
+	if strings.EqualFold(logFormatOf(args), "json") {
+		slog.New(slog.NewJSONHandler(w, nil)).Error("zkdog: "+err.Error(), "exit", code)
+		return
+	}
+	fmt.Fprintf(w, "zkdog: %v\n", err)
+}
+
+// logFormatOf is --log-format as the command line or the environment
+// gives it; the error may come before the flags are parsed, or from
+// their parsing.
+func logFormatOf(args []string) string {
+	format := os.Getenv(envLogFormat)
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != flagLogFormat {
+			continue
+		}
+		if !hasValue && i+1 < len(args) {
+			value = args[i+1]
+		}
+		format = value
+	}
+	return format
 }
 
 // marked is an error that prints as itself and matches mark in

@@ -1,12 +1,18 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/zkdog/zkdog/internal/interrupt"
+	"github.com/zkdog/zkdog/internal/job"
+	"github.com/zkdog/zkdog/internal/protocol"
 	"github.com/zkdog/zkdog/internal/zkconn"
 	"github.com/zkdog/zkdog/supervise"
 	"github.com/zkdog/zkdog/worker"
@@ -25,6 +31,7 @@ const (
 	flagKillOnStall    = "kill-on-stall"
 	flagKillTimeout    = "kill-timeout"
 	flagWaitForJob     = "wait-for-job"
+	flagKeepStderr     = "keep-stderr"
 
 	envWorkerID       = "ZKDOG_WORKER_ID"
 	envKickInterval   = "ZKDOG_KICK_INTERVAL"
@@ -32,6 +39,7 @@ const (
 	envSampleInterval = "ZKDOG_SAMPLE_INTERVAL"
 	envKillTimeout    = "ZKDOG_KILL_TIMEOUT"
 	envWaitForJob     = "ZKDOG_WAIT_FOR_JOB"
+	envKeepStderr     = "ZKDOG_KEEP_STDERR"
 )
 
 func runCommand() *cli.Command {
@@ -40,9 +48,15 @@ func runCommand() *cli.Command {
 		Usage:     "Take a work item and run a command on it, kicking a timer while the command makes progress.",
 		ArgsUsage: "-- COMMAND [ARGS...]",
 		Description: "The item reaches the command as $ZKDOG_ITEM, in place of every {} argument, and on standard\n" +
-			"input with --stdin. zkdog exits with the command's status (128+N if signal N killed it); 125 if\n" +
-			"zkdog failed before the command started, 126 if the command is not executable, 127 if not found.\n" +
-			"An empty queue is exit 0 without running the command.",
+			"input with --stdin. zkdog exits with the command's status (128+N if signal N killed it, a TERM\n" +
+			"or INT from outside included); 124 if zkdog itself stopped it (its ZooKeeper session or timer\n" +
+			"lost, the job aborted, --kill-on-stall), with a line saying why; 125 if zkdog failed before the\n" +
+			"command started; 126 if the command is not executable, 127 if not found. The command is found\n" +
+			"and checked before anything is taken, so a misspelt one takes no item (a program that a shell's\n" +
+			"-c script or a wrapper runs is found only when it runs); one that stops starting mid-run gives\n" +
+			"its item back uncharged. With --loop the status is 0 if every command run succeeded, else that\n" +
+			"of the last one that did not. An empty queue, or a job that is finished, is exit 0 without\n" +
+			"running the command.",
 		Flags: append(commonFlags(),
 			&cli.BoolFlag{Name: flagStdin, Usage: "Also write the item, and a newline, to the command's standard input."},
 			&cli.BoolFlag{Name: flagNoQueue, Usage: "Take no item: run the command once under a timer (a watchdog only)."},
@@ -50,21 +64,24 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: flagUntilDone,
 				Usage: "With --loop, when the queue is empty wait until every item has a result, taking items that come back from vanished workers."},
 			&cli.StringFlag{Name: flagID, EnvVars: envs(envWorkerID),
-				Usage: "Name of this worker in reports; default from the scheduler's job and array task ids, else host:pid."},
-			durationFlag(flagKickInterval, envKickInterval, 0,
-				"Kick the timer at most this often; default a quarter of the job's timer."),
+				Usage: "`NAME` of this worker in reports; default from the scheduler's job and array task ids, else host:pid."},
+			withDefaultText(durationFlag(flagKickInterval, envKickInterval, 0,
+				"Kick the timer at most this often, a `DURATION`; at most half the job's timer."), "a quarter of the job's timer"),
 			&cli.StringFlag{Name: flagProgress, EnvVars: envs(envProgress), Value: "all",
-				Usage: "What counts as progress, comma-separated: cpu, io, output, file, kick; all (the default) or alive (kick while the command runs)."},
-			durationFlag(flagSampleInterval, envSampleInterval, 0,
-				"How often the command's process tree is sampled for progress; default 1s, or half the kick interval if shorter."),
+				Usage: "What counts as progress, `KINDS` comma-separated: cpu, io, output, file, kick; all, or alive (kick while the command runs)."},
+			withDefaultText(durationFlag(flagSampleInterval, envSampleInterval, 0,
+				"How often (a `DURATION`) the command's process tree is sampled for progress; at most the kick interval."), "1s, or half the kick interval if shorter"),
 			&cli.StringSliceFlag{Name: flagProgressFile, TakesFile: true,
-				Usage: "A file whose modification time changing counts as progress (repeatable)."},
+				Usage: "A `FILE` whose modification time changing counts as progress (repeatable)."},
 			&cli.BoolFlag{Name: flagKillOnStall,
 				Usage: "Stop the command (TERM, grace, KILL) once it has made no progress for the job's timer, and record it as stalled."},
 			durationFlag(flagKillTimeout, envKillTimeout, supervise.DefaultKillTimeout,
-				"After TERM or INT reaches the command, how long it gets before KILL."),
+				"After TERM or INT reaches the command, how long (a `DURATION`) it gets before KILL."),
 			durationFlag(flagWaitForJob, envWaitForJob, 0,
-				"If the job does not exist yet, wait this long for its master to create it; 0 fails at once."),
+				"If the job does not exist yet, wait this `DURATION` for its master to create it; 0 fails at once."),
+			&cli.IntFlag{Name: flagKeepStderr, EnvVars: envs(envKeepStderr), Value: protocol.DefaultStderrBytes,
+				Usage: fmt.Sprintf("Keep the last `BYTES` of the command's standard error in a result that is not ok, with the item "+
+					"(ok results keep neither); 0 keeps none, %d at most.", protocol.MaxStderrBytes)},
 		),
 		Action: runAction,
 	}
@@ -83,6 +100,10 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// Before any session, timer or item: a typo must not fail the queue.
+	if err := worker.CheckCommand(command); err != nil {
+		return err
+	}
 	ctx, stop := interrupt.Context(c.Context)
 	defer stop()
 	// The command must be dead before the server can expire the session:
@@ -97,10 +118,33 @@ func runAction(c *cli.Context) error {
 	}
 	defer sess.Close()
 	res, err := worker.Run(ctx, sess, j, cfg)
-	if err != nil {
+	return runEnd(c, res, err)
+}
+
+// runEnd turns how the worker ended into the exit status, and says so
+// where the status alone would mislead: a finished job is success with
+// nothing run, and a command zkdog stopped is not the command's failure.
+func runEnd(c *cli.Context, res worker.Result, err error) error {
+	var fe *job.FinishedError
+	switch {
+	case errors.As(err, &fe):
+		sayLast(c, slog.LevelInfo, fmt.Sprintf("nothing more to run: %v", fe), res.Status)
+	case err != nil:
 		return err
+	case res.Stopped != nil:
+		sayLast(c, slog.LevelError, fmt.Sprintf("stopped the command (exit %d): %v", res.Status, res.Stopped), res.Status)
 	}
 	return exitStatus(res.Status)
+}
+
+// sayLast prints zkdog's last line as an error that ends it would be
+// printed: one "zkdog: " line, or a JSON object with --log-format json.
+func sayLast(c *cli.Context, level slog.Level, msg string, code int) {
+	if strings.EqualFold(c.String(flagLogFormat), "json") {
+		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Log(c.Context, level, "zkdog: "+msg, "exit", code)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "zkdog: %s\n", msg)
 }
 
 // workerConfig checks run's own flags.
@@ -118,6 +162,10 @@ func workerConfig(c *cli.Context, command []string, t target) (worker.Config, er
 	sample := durationOf(c, flagSampleInterval)
 	if c.IsSet(flagSampleInterval) && sample < 10*time.Millisecond {
 		return worker.Config{}, usagef("--%s %v is too short; give at least 10ms", flagSampleInterval, sample)
+	}
+	keep := c.Int(flagKeepStderr)
+	if keep < 0 || keep > protocol.MaxStderrBytes {
+		return worker.Config{}, usagef("--%s %d: give from 0 (keep none) to %d bytes, the most a result keeps", flagKeepStderr, keep, protocol.MaxStderrBytes)
 	}
 	kill := durationOf(c, flagKillTimeout)
 	if kill <= 0 {
@@ -137,6 +185,7 @@ func workerConfig(c *cli.Context, command []string, t target) (worker.Config, er
 		KillOnStall:    c.Bool(flagKillOnStall),
 		KillTimeout:    kill,
 		WaitForJob:     durationOf(c, flagWaitForJob),
+		KeepStderr:     keep,
 		Stdin:          os.Stdin,
 		Stdout:         os.Stdout,
 		Stderr:         os.Stderr,
