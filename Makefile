@@ -98,6 +98,8 @@ test-short:
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./supervise/
 	$(GO) test -run '^$$' -bench TakeRecord -benchtime 2000x -count 1 ./internal/job/
+	$(GO) test -run '^$$' -bench SealFootprint -benchtime 1x -count 1 ./internal/job/
+	$(GO) test -run '^$$' -bench JoblogReads -benchtime 4000x -count 1 ./master/
 	./scripts/bench.sh
 
 ## demo: a local ZooKeeper, a master and workers; a clean run, then a hung worker caught.

@@ -102,8 +102,10 @@ func TestSyncTimeout(t *testing.T) {
 	if !strings.Contains(m.stderr.String(), "no worker started within 1s") {
 		t.Fatalf("stderr does not say why:\n%s", m.stderr.String())
 	}
-	if exists(t, connect(t, shared.Addr()), root) {
-		t.Fatal("the job was left behind after the sync timeout")
+	// Sealed, it keeps the two items that never ran, for a re-run.
+	spec := expectSealed(t, connect(t, shared.Addr()), root, 6)
+	if spec.Summary.Exit != exitSyncTimeout || spec.Summary.Outcomes[protocol.Unfinished] != 2 {
+		t.Errorf("sealed summary %+v, want exit 4 and 2 unfinished", spec.Summary)
 	}
 }
 
@@ -128,7 +130,7 @@ func TestFailingCommandFailsTheJob(t *testing.T) {
 	w := run(t, opts{}, "run", "--root", root, "--loop", "--", "sh", "-c", `test "$ZKDOG_ITEM" != bad || exit 7`)
 	expectExit(t, w, 7)
 	expectExit(t, m, exitFailed)
-	if s := m.stderr.String(); !strings.Contains(s, `failed item 1 "bad": exit 7`) {
+	if s := m.stderr.String(); !strings.Contains(s, `failed item 2 "bad": exit 7`) {
 		t.Fatalf("the report does not name the failed item:\n%s", s)
 	}
 	// --keep leaves the tree, with the result recorded by the worker.
@@ -196,8 +198,9 @@ func TestEmptyQueueRunsNothing(t *testing.T) {
 	if _, err := os.Stat(marker); err == nil {
 		t.Fatal("the command ran on an empty queue")
 	}
-	if !strings.Contains(late.stderr.String(), "queue is empty") {
-		t.Fatalf("stderr does not say the queue is empty:\n%s", late.stderr.String())
+	// Kept (--keep), the job is still sealed: the late task says so.
+	if !strings.Contains(late.stderr.String(), "is finished") {
+		t.Fatalf("stderr does not say the job is finished:\n%s", late.stderr.String())
 	}
 }
 
@@ -221,7 +224,7 @@ func TestBadInput(t *testing.T) {
 		{"run relative root", opts{}, []string{"run", "--root", "bad/a", "--", "true"}, 125, "not an absolute path"},
 		{"no root", opts{}, []string{"master", "--items", good}, exitUsage, "--root is required"},
 		{"missing items file", opts{}, []string{"master", "--root", "/bad/b", "--items", "/nonexistent/items"}, exitUsage, "no such file"},
-		{"item too large", opts{}, []string{"master", "--root", "/bad/c", "--items", big}, exitUsage, "line 2: job: item too large: 65537 bytes"},
+		{"item too large", opts{}, []string{"master", "--root", "/bad/c", "--items", big}, exitUsage, "line 2: item too large: 65537 bytes"},
 		{"empty items", opts{}, []string{"master", "--root", "/bad/d", "--items", empty}, exitUsage, "has no items"},
 		{"bad duration", opts{}, []string{"master", "--root", "/bad/e", "--items", good, "--timer", "soon"}, exitUsage, "bad duration"},
 		{"unknown flag", opts{}, []string{"master", "--root", "/bad/f", "--frobnicate"}, exitUsage, "frobnicate"},

@@ -75,11 +75,11 @@ func TestKilledWorkersItemIsLostWithoutRetries(t *testing.T) {
 	conn := connect(t, srv.Addr())
 	m := start(t, o, "master", "--root", root, "--items", writeFile(t, "items", "fine\nprecious\n"))
 	waitJob(t, conn, root)
-	victim, _ := startedWorker(t, o, root) // takes item 0, "fine"
+	victim, _ := startedWorker(t, o, root) // takes item 1, "fine"
 	expectExit(t, run(t, o, "run", "--root", root, "--", "true"), 0)
 	victim.signal(syscall.SIGKILL)
 	expectExit(t, m, exitLost)
-	if s := m.stderr.String(); !strings.Contains(s, `lost item 0 "fine"`) || !strings.Contains(s, "lost 1") {
+	if s := m.stderr.String(); !strings.Contains(s, `lost item 1 "fine"`) || !strings.Contains(s, "lost 1") {
 		t.Fatalf("the report does not name the lost item:\n%s", s)
 	}
 }

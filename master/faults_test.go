@@ -579,10 +579,22 @@ func TestFaultAborted(t *testing.T) {
 // timer as a hung worker and aborted the job (exit 3), instead of waiting
 // for the session to expire and handing the item out again. A timer's
 // limit is now at least twice the session timeout its worker recorded.
+//
+// Under --on-hang stall the same holds: such a worker is one that
+// vanished, its item retried, never stalled.
 func TestFaultShortTimerKilledWorker(t *testing.T) {
 	t.Parallel()
 	srv := fltServer(t)
-	j := fltJob(t, srv, protocol.Job{TimerMillis: 500, Retries: 1}, "a")
+	for _, onHang := range []string{protocol.OnHangAbort, protocol.OnHangStall} {
+		t.Run(onHang, func(t *testing.T) {
+			t.Parallel()
+			fltShortTimerKilledWorker(t, srv, onHang)
+		})
+	}
+}
+
+func fltShortTimerKilledWorker(t *testing.T, srv *zkserver.Server, onHang string) {
+	j := fltJob(t, srv, protocol.Job{TimerMillis: 500, Retries: 1, Policy: protocol.Policy{OnHang: onHang}}, "a")
 	w := fltStartWait(t, j, master.WaitConfig{}) // polls a tenth of the timer
 	w.waitStatus(t, 0, "a first status", func(master.Status) bool { return true })
 
@@ -647,7 +659,7 @@ func TestFaultShortTimerKilledWorker(t *testing.T) {
 	}
 	w2.gone()
 	r := w.result(t)
-	if r.End != master.EndOK || r.OK != 1 || r.Lost != 0 || r.Retried != 1 || len(r.Expired) != 0 {
+	if r.End != master.EndOK || r.OK != 1 || r.Lost != 0 || r.Stalled != 0 || r.Retried != 1 || len(r.Expired) != 0 {
 		t.Errorf("report = %+v; want end ok, 1 ok, 1 retried, no expired timer", r)
 	}
 }

@@ -293,7 +293,7 @@ func TestReportPrint(t *testing.T) {
 	text := out.String()
 	for _, want := range []string{
 		"/zkdog/run42", r.Reason, "(exit 5)",
-		"items 5: ok 2, failed 1, stalled 1, lost 1",
+		"items 5: ok 2, failed 1, stalled 1, timeout 0, lost 1",
 		"retried 2",
 		`failed item 1 "in/b": exit 3, attempt 1, worker 100_2 on node2`,
 		`stalled item 2 "in/c": exit 143 (signal 15), attempt 1, worker 100_3 on node3: no progress for 2m0s`,

@@ -26,6 +26,7 @@ const (
 	EndHung        End = "hung"         // a timer went un-kicked too long, or the job was aborted
 	EndSyncTimeout End = "sync-timeout" // no worker released the barrier in time
 	EndLost        End = "lost"         // items whose workers vanished more often than retries allow
+	EndBudget      End = "budget"       // --max-failures items did not succeed: the job was aborted
 	EndRemoved     End = "removed"      // the job was removed while the master waited
 	EndUnreachable End = "unreachable"  // ZooKeeper was out of reach longer than OutageLimit
 )
@@ -45,11 +46,16 @@ type Report struct {
 	Unfinished int           `json:"unfinished"`
 	Retried    int           `json:"retried"`
 	Elapsed    time.Duration `json:"elapsed_ns"`
-	// Problems names the items that did not succeed, failed, stalled and
-	// lost ones first, then unfinished ones, up to maxDetails in all.
+	// Problems names the items that did not succeed, those with a result
+	// (failed, stalled, timeout, lost) first, then unfinished ones, up to
+	// maxDetails in all.
 	Problems []ItemReport `json:"problems,omitempty"`
 	// Expired names the timers over the limit, oldest first.
 	Expired []TimerReport `json:"expired,omitempty"`
+	// InFlight names the items being worked on when the failure budget
+	// was spent and the job aborted (EndBudget), with their outcome after
+	// the abort and, once they have a result, the worker that held them.
+	InFlight []ItemReport `json:"in_flight,omitempty"`
 }
 
 // ItemReport is one item that did not succeed. Index is its number, from
@@ -88,8 +94,19 @@ type OutcomeCounts struct {
 	OK      int `json:"ok"`
 	Failed  int `json:"failed"`
 	Stalled int `json:"stalled"`
+	Timeout int `json:"timeout"`
 	Lost    int `json:"lost"`
 }
+
+// CountsOf reads the counts of a sealed job's summary
+// (protocol.Summary.Outcomes).
+func CountsOf(outcomes map[protocol.Outcome]int) OutcomeCounts {
+	return OutcomeCounts{OK: outcomes[protocol.OK], Failed: outcomes[protocol.Failed], Stalled: outcomes[protocol.Stalled],
+		Timeout: outcomes[protocol.Timeout], Lost: outcomes[protocol.Lost]}
+}
+
+// notOK is how many items have a final result other than ok.
+func (c OutcomeCounts) notOK() int { return c.Failed + c.Stalled + c.Timeout + c.Lost }
 
 // itemBase64 is item's bytes in base64 when JSON cannot carry them as
 // text, "" otherwise.
@@ -111,6 +128,8 @@ func countOutcomes(outcomes []job.Outcome) OutcomeCounts {
 			c.Failed++
 		case protocol.Stalled:
 			c.Stalled++
+		case protocol.Timeout:
+			c.Timeout++
 		case protocol.Lost:
 			c.Lost++
 		}
@@ -236,8 +255,8 @@ func (w *waiter) final() Report {
 	switch {
 	case r.Lost > 0:
 		r.End, r.Reason = EndLost, fmt.Sprintf("%d of %d items lost: their workers vanished without a result", r.Lost, r.Items)
-	case r.Failed+r.Stalled > 0:
-		r.End, r.Reason = EndFailed, fmt.Sprintf("%d of %d items failed", r.Failed+r.Stalled, r.Items)
+	case r.notOK() > 0:
+		r.End, r.Reason = EndFailed, fmt.Sprintf("%d of %d items failed", r.notOK(), r.Items)
 	case w.spec.Items == 0:
 		r.Reason = "every worker finished"
 	default:
@@ -250,8 +269,8 @@ func (w *waiter) final() Report {
 func (r Report) Print(out io.Writer) {
 	fmt.Fprintf(out, "zkdog: job %s: %s (exit %d)\n", r.Root, r.Reason, r.Exit)
 	if r.Items > 0 {
-		fmt.Fprintf(out, "  items %d: ok %d, failed %d, stalled %d, lost %d, unfinished %d; retried %d; elapsed %v\n",
-			r.Items, r.OK, r.Failed, r.Stalled, r.Lost, r.Unfinished, r.Retried, r.Elapsed.Round(time.Millisecond))
+		fmt.Fprintf(out, "  items %d: ok %d, failed %d, stalled %d, timeout %d, lost %d, unfinished %d; retried %d; elapsed %v\n",
+			r.Items, r.OK, r.Failed, r.Stalled, r.Timeout, r.Lost, r.Unfinished, r.Retried, r.Elapsed.Round(time.Millisecond))
 	} else {
 		fmt.Fprintf(out, "  elapsed %v\n", r.Elapsed.Round(time.Millisecond))
 	}
@@ -259,11 +278,32 @@ func (r Report) Print(out io.Writer) {
 		fmt.Fprintf(out, "  expired timer %s: id %s, host %s, pid %d, %s, un-kicked for %v\n",
 			t.Timer, t.ID, t.Host, t.Pid, t.itemText(), t.Age.Round(time.Millisecond))
 	}
+	r.printInFlight(out)
 	for _, p := range r.Problems {
 		fmt.Fprintln(out, "  "+p.line())
 	}
-	if n := r.Failed + r.Stalled + r.Lost + r.Unfinished - len(r.Problems); n > 0 {
+	if n := r.notOK() + r.Unfinished - len(r.Problems); n > 0 {
 		fmt.Fprintf(out, "  ... and %d more; zkdog status --root %s counts them while the job is kept (--keep)\n", n, r.Root)
+	}
+}
+
+// printInFlight names the items in flight when the budget was spent, up
+// to maxDetails of them; the lines of their results follow.
+func (r Report) printInFlight(out io.Writer) {
+	for i, p := range r.InFlight {
+		if i == maxDetails {
+			fmt.Fprintf(out, "  ... and %d more in flight\n", len(r.InFlight)-i)
+			break
+		}
+		fmt.Fprintf(out, "  in flight when the job was aborted: item %d", p.Index)
+		if p.Item != "" {
+			fmt.Fprintf(out, " %q", protocol.Label([]byte(p.Item)))
+		}
+		fmt.Fprintf(out, ", attempt %d", p.Attempt)
+		if p.ID != "" {
+			fmt.Fprintf(out, ", worker %s on %s", p.ID, p.Host)
+		}
+		fmt.Fprintf(out, "; now %s\n", p.Outcome)
 	}
 }
 

@@ -1,12 +1,14 @@
 package master
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
 	"time"
 
 	"github.com/zkdog/zkdog/internal/job"
+	"github.com/zkdog/zkdog/internal/protocol"
 )
 
 // JobStatus is a snapshot of a job for the operator commands.
@@ -28,6 +30,9 @@ type JobStatus struct {
 	// LocalClock: the reader may read the job but not stamp the server's
 	// clock (a public job read by another user), so ages are by its own.
 	LocalClock bool `json:"local_clock,omitempty"`
+	// Summary says how a finished (sealed) job ended; its counts are the
+	// summary's, and it has no timers.
+	Summary *protocol.Summary `json:"summary,omitempty"`
 }
 
 // TimerStatus is one timer as the operator commands show it.
@@ -37,13 +42,41 @@ type TimerStatus struct {
 }
 
 // ReadStatus reads a snapshot of the job. The outcome counts cost one
-// listing per thousand items.
+// listing per thousand items. A finished job is shown from its summary.
 func ReadStatus(j *job.Job) (JobStatus, error) {
 	spec, err := j.Spec()
 	if err != nil {
 		return JobStatus{}, err
 	}
 	s := JobStatus{Root: j.L.Root, State: spec.State, Items: spec.Items, Timer: spec.Timer(), Retries: spec.Retries}
+	if spec.State == protocol.StateFinished {
+		return sealedStatus(s, spec.Summary), nil
+	}
+	s, err = readLive(j, spec, s)
+	// Sealed while being read: what was read is moot, the summary is not.
+	if fe := (*job.FinishedError)(nil); errors.As(err, &fe) {
+		s.State = protocol.StateFinished
+		return sealedStatus(s, &fe.Summary), nil
+	}
+	return s, err
+}
+
+// sealedStatus is the status of a finished job, from its summary.
+func sealedStatus(s JobStatus, sum *protocol.Summary) JobStatus {
+	s.Queued, s.Running, s.Alive, s.Expired = 0, 0, 0, 0
+	s.Timers = []TimerStatus{}
+	s.Aborted = ""
+	if sum == nil {
+		return s
+	}
+	s.Summary = sum
+	s.OutcomeCounts = CountsOf(sum.Outcomes)
+	s.Done = s.OK + s.notOK()
+	return s
+}
+
+// readLive reads the counters, outcomes and timers of a job still running.
+func readLive(j *job.Job, spec protocol.Job, s JobStatus) (JobStatus, error) {
 	c, err := j.Counts(spec)
 	if err != nil {
 		return s, err
@@ -92,8 +125,11 @@ func timerReport(t job.TimerState) TimerReport {
 // Print writes the status for people.
 func (s JobStatus) Print(out io.Writer) {
 	fmt.Fprintf(out, "job %s (%s): %d items, timer %v, retries %d\n", s.Root, s.State, s.Items, s.Timer, s.Retries)
-	fmt.Fprintf(out, "  queued %d, running %d, done %d (ok %d, failed %d, stalled %d, lost %d)\n",
-		s.Queued, s.Running, s.Done, s.OK, s.Failed, s.Stalled, s.Lost)
+	if s.Summary != nil || s.State == protocol.StateFinished {
+		s.printSealed(out)
+		return
+	}
+	fmt.Fprintf(out, "  queued %d, running %d, done %d (%s)\n", s.Queued, s.Running, s.Done, s.counts())
 	fmt.Fprintf(out, "  timers: %d alive, %d of them expired\n", s.Alive, s.Expired)
 	if s.LocalClock {
 		fmt.Fprintln(out, "  (ages by this host's clock: these credentials may read the job, not stamp the server's clock)")
@@ -104,6 +140,21 @@ func (s JobStatus) Print(out io.Writer) {
 	if len(s.Timers) > 0 {
 		PrintTimers(out, s.Timers)
 	}
+}
+
+func (s JobStatus) counts() string {
+	return fmt.Sprintf("ok %d, failed %d, stalled %d, timeout %d, lost %d", s.OK, s.Failed, s.Stalled, s.Timeout, s.Lost)
+}
+
+// printSealed writes how a finished job ended.
+func (s JobStatus) printSealed(out io.Writer) {
+	if s.Summary == nil {
+		fmt.Fprintln(out, "  finished; its record says no more")
+		return
+	}
+	fmt.Fprintf(out, "  %s\n", s.Summary.Describe())
+	fmt.Fprintf(out, "  done %d (%s), unfinished %d\n", s.Done, s.counts(), s.Summary.Outcomes[protocol.Unfinished])
+	fmt.Fprintf(out, "  zkdog results --root %s lists what did not succeed\n", s.Root)
 }
 
 // PrintTimers writes one row per timer.

@@ -67,6 +67,9 @@ type WaitConfig struct {
 	// OutageLimit bounds how long ZooKeeper may be out of reach; zero
 	// takes OutageLimit (or OutageLimitEnv).
 	OutageLimit time.Duration
+	// StatsEvery bounds how often the median duration of the ok items is
+	// published for the workers; zero takes StatsEvery.
+	StatsEvery time.Duration
 }
 
 // Expiry is read by polling, since an absence of kicks fires no watch. A
@@ -146,6 +149,9 @@ func Wait(ctx context.Context, j *job.Job, cfg WaitConfig) (Report, error) {
 			}
 			return Report{}, err
 		}
+	}
+	if spec.Items > 0 {
+		defer w.publishStats(ctx)()
 	}
 	return w.follow(ctx)
 }
@@ -260,7 +266,20 @@ func (w *waiter) checkAborted() (Report, bool, error) {
 	if err != nil || !aborted {
 		return Report{}, false, err
 	}
-	return w.report(EndHung, "the job was aborted: "+reason, nil), true, nil
+	if _, err := w.armTally(); err != nil {
+		return Report{}, false, err
+	}
+	return w.report(w.abortEnd(), "the job was aborted: "+reason, nil), true, nil
+}
+
+// abortEnd is how an aborted job ended: its failure budget was spent (a
+// master taking over from the one that aborted it says so too), or
+// someone gave up on it.
+func (w *waiter) abortEnd() End {
+	if w.spec.MaxFailures > 0 && w.tally.Failed >= w.spec.MaxFailures {
+		return EndBudget
+	}
+	return EndHung
 }
 
 // follow is the master's loop: re-read what changed, decide, wait for the
@@ -290,10 +309,13 @@ func (w *waiter) follow(ctx context.Context) (Report, error) {
 			w.cfg.OnStatus(w.status())
 		}
 		if w.abortedBy != "" {
-			return w.report(EndHung, "the job was aborted: "+w.abortedBy, nil), nil
+			return w.report(w.abortEnd(), "the job was aborted: "+w.abortedBy, nil), nil
 		}
 		if w.finished() {
 			return w.final(), nil
+		}
+		if w.budgetSpent() {
+			return w.spendBudget(ctx)
 		}
 		select {
 		case <-ctx.Done():
@@ -325,7 +347,7 @@ func (w *waiter) noWorkers() bool { return len(w.presence.Timers) == 0 }
 func (w *waiter) onPoll() *Report {
 	r, err := w.checkTimers()
 	if err != nil {
-		w.cfg.Log.Warn("reading timers; will retry", "err", err)
+		w.cfg.Log.Warn("checking the timers; will retry", "err", err)
 	} else {
 		w.heard = time.Now()
 	}
@@ -435,30 +457,56 @@ func (w *waiter) resolve() error {
 	return nil
 }
 
-// charge deals with a leased turn that ended without a result: the item is
-// handed out again while the charged attempts stay within the job's
-// retries, and recorded lost after that. The version checks of Requeue
-// and RecordLost refuse it if a result landed meanwhile.
+// charge deals with a leased turn whose worker vanished without a result.
 func (w *waiter) charge(t protocol.Turn, why string) error {
+	return w.endAttempt(t, protocol.Result{Outcome: protocol.Vanished, Exit: -1, Reason: why})
+}
+
+// endAttempt ends leased turn t, which the master found over (its worker
+// vanished, or hung under --on-hang stall), as r: the item is handed out
+// again while --retry-on names how it ended and the charged attempts stay
+// within the job's retries, and gets its final result after that (lost
+// for a vanished worker). The version checks of RequeueAttempt and
+// RecordFor refuse it if a result landed meanwhile.
+func (w *waiter) endAttempt(t protocol.Turn, r protocol.Result) error {
 	charged := t.Charged + 1
+	retryable := w.retryable(r)
 	var err error
-	if charged <= w.spec.Retries {
-		err = w.j.Requeue(t, charged)
+	if retryable && charged <= w.spec.Retries {
+		err = w.j.RequeueAttempt(t, charged, r)
 		if err == nil {
 			w.charges[t.Index] = charged
 			w.retried++
-			w.cfg.Log.Warn(why+"; item handed out again", "item", Number(t.Index), "attempt", t.Attempt+1, "retries_used", charged)
+			w.cfg.Log.Warn(r.Reason+"; item handed out again", "item", Number(t.Index), "attempt", t.Attempt+1, "retries_used", charged)
 		}
 	} else {
-		err = w.j.RecordLost(t, true, fmt.Sprintf("%s, after %d of %d retries", why, charged-1, w.spec.Retries))
+		final := r
+		if final.Outcome == protocol.Vanished {
+			final.Outcome = protocol.Lost
+		}
+		if retryable {
+			final.Reason = fmt.Sprintf("%s, after %d of %d retries", r.Reason, charged-1, w.spec.Retries)
+		} else {
+			final.Reason = fmt.Sprintf("%s; not retried: --retry-on does not name %s", r.Reason, r.Outcome)
+		}
+		err = w.j.RecordFor(t, true, final)
 		if err == nil {
-			w.cfg.Log.Error(why+"; item lost", "item", Number(t.Index), "attempts", t.Attempt)
+			w.cfg.Log.Error(r.Reason+"; item "+string(final.Outcome), "item", Number(t.Index), "attempts", t.Attempt)
 		}
 	}
 	if errors.Is(err, job.ErrStale) {
 		return nil // a result landed, or another master dealt with it
 	}
 	return err
+}
+
+// retryable reports whether --retry-on names how attempt r ended; a
+// vanished worker is its own class, which Policy.Retryable leaves out.
+func (w *waiter) retryable(r protocol.Result) bool {
+	if r.Outcome == protocol.Vanished {
+		return w.spec.RetriesVanished()
+	}
+	return w.spec.Retryable(r)
 }
 
 // sweep finds items that were handed out but have neither a lease nor a
@@ -557,7 +605,9 @@ func (w *waiter) handOutUnaccounted(i int, s itemState) error {
 }
 
 // checkTimers reads the timers' ages against the server clock and, if one
-// is over its limit, aborts the job and returns the report.
+// is over its limit, aborts the job and returns the report; under
+// --on-hang stall it stops only the hung workers (stall) and the job goes
+// on.
 func (w *waiter) checkTimers() (*Report, error) {
 	_, timers, err := w.j.Timers()
 	if err != nil {
@@ -577,17 +627,31 @@ func (w *waiter) checkTimers() (*Report, error) {
 		return nil, nil
 	}
 	slices.SortFunc(expired, func(a, b job.TimerState) int { return int(b.Age - a.Age) })
-	if err := w.j.AttachWork(expired); err != nil {
-		w.cfg.Log.Warn("could not read what the hung workers were doing", "err", err)
+	attachErr := w.j.AttachWork(expired)
+	if w.spec.Stalls() {
+		if attachErr != nil {
+			// Stopping a worker without knowing its item would leave the
+			// item to its lease; the timers are judged again next poll.
+			return nil, fmt.Errorf("reading what the hung workers hold: %w", attachErr)
+		}
+		return nil, w.stall(expired, limit)
+	}
+	if attachErr != nil {
+		w.cfg.Log.Warn("could not read what the hung workers were doing", "err", attachErr)
 	}
 	t := expired[0]
-	reason := fmt.Sprintf("timer %s (%s) un-kicked for %v, over the %v limit", t.Name, describe(t), t.Age.Round(time.Millisecond), t.Limit(limit))
+	reason := hungReason(t, limit)
 	w.cfg.Log.Error("hung worker: aborting the job", "timer", t.Name, "id", t.ID, "host", t.Host, "pid", t.Pid, "item", Number(t.Item), "age", t.Age)
 	if err := w.j.Abort(reason); err != nil {
 		w.cfg.Log.Warn("could not mark the job aborted", "err", err)
 	}
 	r := w.report(EndHung, reason, expired)
 	return &r, nil
+}
+
+// hungReason says which timer went un-kicked, whose it is and for how long.
+func hungReason(t job.TimerState, limit time.Duration) string {
+	return fmt.Sprintf("timer %s (%s) un-kicked for %v, over the %v limit", t.Name, describe(t), t.Age.Round(time.Millisecond), t.Limit(limit))
 }
 
 // inGrace: after the master could not read ZooKeeper for a while, the

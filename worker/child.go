@@ -26,6 +26,11 @@ const recordPatience = time.Minute
 func (w *Worker) runOne(ctx context.Context, c *job.Claim) (int, error) {
 	output := w.outputCounter()
 	stderr := supervise.NewTail(w.cfg.KeepStderr)
+	var limit time.Duration
+	var limitWhy string
+	if c != nil {
+		limit, limitWhy = w.itemTimeout()
+	}
 	started := time.Now()
 	child, err := w.startChild(c, output, stderr)
 	if err != nil {
@@ -36,7 +41,7 @@ func (w *Worker) runOne(ctx context.Context, c *job.Claim) (int, error) {
 		return supervise.ExitCodeFor(err), w.cannotStart(c, err)
 	}
 	monitorDone := w.monitor(ctx, child, output)
-	why, outcome := w.supervise(ctx, child)
+	why, outcome := w.supervise(ctx, child, limit, limitWhy)
 	<-monitorDone
 	exit := child.Exit()
 	w.logExit(child, exit, started)
@@ -44,11 +49,13 @@ func (w *Worker) runOne(ctx context.Context, c *job.Claim) (int, error) {
 		w.abandon(c)
 		return ExitStopped, why
 	}
-	res := resultOf(exit, why, outcome, time.Since(started))
+	took := time.Since(started)
+	w.took = append(w.took, took)
+	res := resultOf(exit, why, outcome, took)
 	if res.Outcome != protocol.OK && c != nil {
 		res.Item, res.Stderr = c.Data, stderr.String()
 	}
-	w.record(c, res)
+	w.settle(ctx, c, res, why)
 	if why != nil {
 		return ExitStopped, why
 	}
@@ -139,16 +146,22 @@ func (w *Worker) monitor(ctx context.Context, child *supervise.Child, output *su
 }
 
 // supervise waits for the command to exit, stopping it when ctx ends for
-// a reason other than a signal (which supervise relays to it itself) or,
+// a reason other than a signal (which supervise relays to it itself),
+// when it has run for limit (if positive; limitWhy names the limit) or,
 // with KillOnStall, when it stops making progress. It returns why the
 // command was stopped (nil if it was not) and the outcome that goes with
 // it.
-func (w *Worker) supervise(ctx context.Context, child *supervise.Child) (error, protocol.Outcome) {
-	var stallCheck <-chan time.Time
+func (w *Worker) supervise(ctx context.Context, child *supervise.Child, limit time.Duration, limitWhy string) (error, protocol.Outcome) {
+	var stallCheck, timedOut <-chan time.Time
 	if w.cfg.KillOnStall {
 		t := time.NewTicker(min(w.spec.Timer()/8, time.Second))
 		defer t.Stop()
 		stallCheck = t.C
+	}
+	if limit > 0 {
+		t := time.NewTimer(limit)
+		defer t.Stop()
+		timedOut = t.C
 	}
 	stopped := ctx.Done()
 	for {
@@ -160,6 +173,11 @@ func (w *Worker) supervise(ctx context.Context, child *supervise.Child) (error, 
 			if why, outcome := w.stopFor(ctx, child); why != nil {
 				return w.waitStopped(child, why, outcome)
 			}
+		case <-timedOut:
+			why := fmt.Errorf("ran longer than %s", limitWhy)
+			w.log.Error("stopping the command", "reason", why, "pid", child.Pid())
+			go child.Stop(context.Background())
+			return w.waitStopped(child, why, protocol.Timeout)
 		case <-stallCheck:
 			if since := w.timer.SinceKick(); since > w.spec.Timer() {
 				why := fmt.Errorf("no progress for %v, over the job's %v timer", since.Round(time.Millisecond), w.spec.Timer())

@@ -26,6 +26,9 @@ func (w *Worker) drain(ctx context.Context) (Result, error) {
 			w.log.Info("stopping on a signal; no more items taken", "signal", sig)
 			return Result{Status: 128 + sig, Ran: res.Ran}, nil
 		}
+		if errors.Is(err, errNoLifetime) {
+			return res, nil
+		}
 		if errors.Is(err, job.ErrEmpty) {
 			if res.Ran == 0 {
 				w.log.Info("the queue is empty; nothing to do", "root", w.j.L.Root)
@@ -63,14 +66,23 @@ func (w *Worker) drain(ctx context.Context) (Result, error) {
 }
 
 // next takes the next item; with UntilDone, an empty queue is waited on
-// until an item comes back or every item has a result.
+// until an item comes back or every item has a result. errNoLifetime when
+// the worker has too little time left for one.
 func (w *Worker) next(ctx context.Context, lease protocol.Lease) (job.Claim, error) {
 	for {
+		if err := w.checkLifetime(); err != nil {
+			return job.Claim{}, err
+		}
 		c, err := w.take(ctx, lease)
 		if !errors.Is(err, job.ErrEmpty) || !w.cfg.Loop || !w.cfg.UntilDone {
 			return c, w.finishedOr(ctx, err)
 		}
-		more, err := w.awaitRetries(ctx)
+		var empty *job.EmptyError
+		var due time.Time
+		if errors.As(err, &empty) {
+			due = empty.Due
+		}
+		more, err := w.awaitRetries(ctx, due)
 		if err != nil {
 			return job.Claim{}, w.finishedOr(ctx, err)
 		}
@@ -103,43 +115,58 @@ func (w *Worker) take(ctx context.Context, lease protocol.Lease) (job.Claim, err
 }
 
 // awaitRetries waits, with the queue empty, until an item comes back for
-// another attempt (true) or every item has a result (false). Waiting is a
-// sign of health, not a hang, so the timer is kept kicked meanwhile.
-func (w *Worker) awaitRetries(ctx context.Context) (bool, error) {
+// another attempt (true) or every item has a result (false). An item held
+// back by the job's --retry-delay is on the retry list already: it is
+// waited for until due, the time Take gave, or until the list changes.
+// Waiting is a sign of health, not a hang, so the timer is kept kicked
+// meanwhile.
+func (w *Worker) awaitRetries(ctx context.Context, due time.Time) (bool, error) {
 	tick := time.NewTicker(max(w.spec.Timer()/8, 10*time.Millisecond))
 	defer tick.Stop()
+	var wake <-chan time.Time
+	if !due.IsZero() {
+		t := time.NewTimer(time.Until(due))
+		defer t.Stop()
+		wake = t.C
+	}
 	logged := false
-	for {
+	for looked := false; ; looked = true {
 		retry, done, changed, err := w.j.WatchRetryOrDone()
 		if err != nil {
 			return false, err
 		}
-		if retry > 0 {
-			return true, nil
-		}
 		if done >= w.spec.Items {
 			return false, nil
+		}
+		// Entries seen at the first look are the held-back ones Take
+		// skipped; any seen after a change may be takeable.
+		if retry > 0 && (due.IsZero() || looked) {
+			return true, nil
 		}
 		if !logged {
 			w.log.Info("the queue is empty; waiting for the other workers' items to finish or come back", "left", w.spec.Items-done)
 			logged = true
 		}
-		if err := w.waitKicking(ctx, changed, tick.C); err != nil {
-			return false, err
+		woke, err := w.waitKicking(ctx, changed, tick.C, wake)
+		if err != nil || woke {
+			return woke, err
 		}
 	}
 }
 
-// waitKicking waits for changed, kicking the timer on every tick.
-func (w *Worker) waitKicking(ctx context.Context, changed job.Watch, tick <-chan time.Time) error {
+// waitKicking waits for changed, kicking the timer on every tick; true
+// when wake fired first.
+func (w *Worker) waitKicking(ctx context.Context, changed job.Watch, tick, wake <-chan time.Time) (bool, error) {
 	for {
 		select {
 		case <-changed:
-			return nil
+			return false, nil
+		case <-wake:
+			return true, nil
 		case <-tick:
 			w.timer.Progress()
 		case <-ctx.Done():
-			return context.Cause(ctx)
+			return false, context.Cause(ctx)
 		}
 	}
 }

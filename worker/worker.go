@@ -95,6 +95,16 @@ type Config struct {
 	// neither: a job of a million items must not cost ZooKeeper a copy
 	// of each.
 	KeepStderr int
+	// OnTerm is what becomes of the item when a TERM or INT from outside
+	// ends its command; empty is OnTermRequeue.
+	OnTerm OnTerm
+	// Deadline is when the worker's lifetime (--lifetime) ends; zero is
+	// no limit. No item is taken when less time is left than an item is
+	// expected to need (see expected).
+	Deadline time.Time
+	// ItemTime is what an item is expected to need (--item-time); zero
+	// leaves it to the job's statistics, or this worker's own.
+	ItemTime time.Duration
 
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
@@ -125,6 +135,9 @@ type Worker struct {
 	kick  time.Duration
 
 	kickFile string
+	// took holds how long each command this worker ran took, for
+	// expected when the job has no statistics yet.
+	took []time.Duration
 }
 
 // Run does the whole zkdog run. ctx is cancelled, with an

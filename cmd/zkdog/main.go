@@ -56,6 +56,7 @@ var endCodes = map[master.End]int{
 	master.EndHung:        exitHung,
 	master.EndSyncTimeout: exitSyncTimeout,
 	master.EndLost:        exitLost,
+	master.EndBudget:      exitFailed,
 	master.EndRemoved:     exitZooKeeper,
 	master.EndUnreachable: exitZooKeeper,
 }

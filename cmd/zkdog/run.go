@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,9 +11,11 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/zkdog/zkdog/internal/duration"
 	"github.com/zkdog/zkdog/internal/interrupt"
 	"github.com/zkdog/zkdog/internal/job"
 	"github.com/zkdog/zkdog/internal/protocol"
+	"github.com/zkdog/zkdog/internal/walltime"
 	"github.com/zkdog/zkdog/internal/zkconn"
 	"github.com/zkdog/zkdog/supervise"
 	"github.com/zkdog/zkdog/worker"
@@ -32,6 +35,9 @@ const (
 	flagKillTimeout    = "kill-timeout"
 	flagWaitForJob     = "wait-for-job"
 	flagKeepStderr     = "keep-stderr"
+	flagOnTerm         = "on-term"
+	flagLifetime       = "lifetime"
+	flagItemTime       = "item-time"
 
 	envWorkerID       = "ZKDOG_WORKER_ID"
 	envKickInterval   = "ZKDOG_KICK_INTERVAL"
@@ -40,6 +46,11 @@ const (
 	envKillTimeout    = "ZKDOG_KILL_TIMEOUT"
 	envWaitForJob     = "ZKDOG_WAIT_FOR_JOB"
 	envKeepStderr     = "ZKDOG_KEEP_STDERR"
+	envOnTerm         = "ZKDOG_ON_TERM"
+	envLifetime       = "ZKDOG_LIFETIME"
+	envItemTime       = "ZKDOG_ITEM_TIME"
+
+	lifetimeAuto = "auto"
 )
 
 func runCommand() *cli.Command {
@@ -50,13 +61,16 @@ func runCommand() *cli.Command {
 		Description: "The item reaches the command as $ZKDOG_ITEM, in place of every {} argument, and on standard\n" +
 			"input with --stdin. zkdog exits with the command's status (128+N if signal N killed it, a TERM\n" +
 			"or INT from outside included); 124 if zkdog itself stopped it (its ZooKeeper session or timer\n" +
-			"lost, the job aborted, --kill-on-stall), with a line saying why; 125 if zkdog failed before the\n" +
+			"lost, the job aborted, --kill-on-stall, the job's --item-timeout), with a line saying why; 125 if zkdog failed before the\n" +
 			"command started; 126 if the command is not executable, 127 if not found. The command is found\n" +
 			"and checked before anything is taken, so a misspelt one takes no item (a program that a shell's\n" +
 			"-c script or a wrapper runs is found only when it runs); one that stops starting mid-run gives\n" +
 			"its item back uncharged. With --loop the status is 0 if every command run succeeded, else that\n" +
 			"of the last one that did not. An empty queue, or a job that is finished, is exit 0 without\n" +
-			"running the command.",
+			"running the command. An item whose command a TERM or INT from outside ended goes back to the\n" +
+			"queue uncharged (--on-term), and no further item is taken; an attempt that ended as the job's\n" +
+			"--retry-on names is handed out again while retries are left. With --lifetime, a task with too\n" +
+			"little time left for another item exits as if the queue were empty.",
 		Flags: append(commonFlags(),
 			&cli.BoolFlag{Name: flagStdin, Usage: "Also write the item, and a newline, to the command's standard input."},
 			&cli.BoolFlag{Name: flagNoQueue, Usage: "Take no item: run the command once under a timer (a watchdog only)."},
@@ -82,6 +96,15 @@ func runCommand() *cli.Command {
 			&cli.IntFlag{Name: flagKeepStderr, EnvVars: envs(envKeepStderr), Value: protocol.DefaultStderrBytes,
 				Usage: fmt.Sprintf("Keep the last `BYTES` of the command's standard error in a result that is not ok, with the item "+
 					"(ok results keep neither); 0 keeps none, %d at most.", protocol.MaxStderrBytes)},
+			&cli.StringFlag{Name: flagOnTerm, EnvVars: envs(envOnTerm), Value: string(worker.OnTermRequeue),
+				Usage: "When a TERM or INT from outside (a time limit, preemption, scancel) ends the command, after its grace: " +
+					"requeue hands the item out again, not charged against --retries; fail records it failed. `POLICY`: requeue or fail."},
+			&cli.StringFlag{Name: flagLifetime, EnvVars: envs(envLifetime),
+				Usage: "How long this task may run, a `DURATION`, or auto for the end of the batch allocation (Slurm, PBS); " +
+					"no item is taken when less is left than an item is expected to need (--item-time), and zkdog exits 0."},
+			withDefaultText(durationFlag(flagItemTime, envItemTime, 0,
+				"What an item is expected to need, a `DURATION`, for --lifetime."),
+				"the median of the job's items that succeeded, else of this worker's own"),
 		),
 		Action: runAction,
 	}
@@ -106,6 +129,9 @@ func runAction(c *cli.Context) error {
 	}
 	ctx, stop := interrupt.Context(c.Context)
 	defer stop()
+	if c.String(flagLifetime) == lifetimeAuto {
+		cfg.Deadline = allocationEnd(ctx, t.log)
+	}
 	// The command must be dead before the server can expire the session:
 	// the session warns a kill timeout ahead (capped, see StopLeadFor).
 	a, err := t.access(useWork, false)
@@ -167,6 +193,18 @@ func workerConfig(c *cli.Context, command []string, t target) (worker.Config, er
 	if keep < 0 || keep > protocol.MaxStderrBytes {
 		return worker.Config{}, usagef("--%s %d: give from 0 (keep none) to %d bytes, the most a result keeps", flagKeepStderr, keep, protocol.MaxStderrBytes)
 	}
+	onTerm, err := worker.ParseOnTerm(c.String(flagOnTerm))
+	if err != nil {
+		return worker.Config{}, usagef("--%s %q: give requeue (hand the item out again, uncharged) or fail", flagOnTerm, c.String(flagOnTerm))
+	}
+	deadline, err := lifetimeEnd(c.String(flagLifetime), time.Now())
+	if err != nil {
+		return worker.Config{}, err
+	}
+	itemTime := durationOf(c, flagItemTime)
+	if itemTime < 0 {
+		return worker.Config{}, usagef("--%s %v is negative; give how long an item is expected to take, such as 10m", flagItemTime, itemTime)
+	}
 	kill := durationOf(c, flagKillTimeout)
 	if kill <= 0 {
 		kill = supervise.DefaultKillTimeout
@@ -186,9 +224,37 @@ func workerConfig(c *cli.Context, command []string, t target) (worker.Config, er
 		KillTimeout:    kill,
 		WaitForJob:     durationOf(c, flagWaitForJob),
 		KeepStderr:     keep,
+		OnTerm:         onTerm,
+		Deadline:       deadline,
+		ItemTime:       itemTime,
 		Stdin:          os.Stdin,
 		Stdout:         os.Stdout,
 		Stderr:         os.Stderr,
 		Log:            t.log,
 	}, nil
+}
+
+// lifetimeEnd reads --lifetime D as a deadline from now; auto is worked
+// out once the signals are watched (allocationEnd), and "" is no limit.
+func lifetimeEnd(s string, now time.Time) (time.Time, error) {
+	if s == "" || s == lifetimeAuto {
+		return time.Time{}, nil
+	}
+	d, err := duration.Parse(s)
+	if err != nil || d <= 0 {
+		return time.Time{}, usagef("--%s %q: give a duration such as 4h, or auto for the end of the batch allocation", flagLifetime, s)
+	}
+	return now.Add(d), nil
+}
+
+// allocationEnd is --lifetime auto: the batch allocation's end, or no
+// limit, with one warning, when the scheduler cannot say.
+func allocationEnd(ctx context.Context, log *slog.Logger) time.Time {
+	end, source, err := walltime.End(ctx, walltime.Env{Getenv: os.Getenv})
+	if err != nil {
+		log.Warn(fmt.Sprintf("--%s %s: %v; no lifetime limit applies", flagLifetime, lifetimeAuto, err))
+		return time.Time{}
+	}
+	log.Info("lifetime ends with the batch allocation", "end", end.Format(time.RFC3339), "left", time.Until(end).Round(time.Second), "from", source)
+	return end
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/zkdog/zkdog/internal/interrupt"
+	"github.com/zkdog/zkdog/internal/protocol"
 	"github.com/zkdog/zkdog/master"
 )
 
@@ -20,8 +21,8 @@ func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
 		Usage: "Show a job: items queued, running, done and failed; timers alive and expired.",
-		Description: "Ages are measured against ZooKeeper's clock. Exit codes: 0 shown; 2 bad flags or no job at\n" +
-			"--root; 6 ZooKeeper unreachable.",
+		Description: "Ages are measured against ZooKeeper's clock. A finished job is shown by how it ended.\n" +
+			"Exit codes: 0 shown (a finished job too); 2 bad flags or no job at --root; 6 ZooKeeper unreachable.",
 		Flags: append(commonFlags(),
 			&cli.BoolFlag{Name: flagJSON, Usage: "Print the status as JSON."},
 			durationFlag(flagWatch, "", 0, "Refresh every this often until interrupted; 0 shows it once."),
@@ -55,7 +56,8 @@ func statusAction(c *cli.Context) error {
 			}
 			s.Print(os.Stdout)
 		}
-		if every <= 0 {
+		// A finished job changes no more: there is nothing to watch.
+		if every <= 0 || s.State == protocol.StateFinished {
 			return nil
 		}
 		select {
@@ -70,8 +72,8 @@ func timersCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "timers",
 		Usage: "List the workers' timers and their ages (alive, expired).",
-		Description: "Exit codes: 0 listed (with --expired: 0 when none is expired, 1 when some are); 2 bad flags or\n" +
-			"no job at --root; 6 ZooKeeper unreachable.",
+		Description: "A finished job has no timers. Exit codes: 0 listed (with --expired: 0 when none is expired, 1\n" +
+			"when some are); 2 bad flags or no job at --root; 6 ZooKeeper unreachable.",
 		Flags: append(commonFlags(),
 			&cli.BoolFlag{Name: flagExpired, Usage: "List only the timers un-kicked longer than the job's timer; exit 1 if any."},
 			&cli.BoolFlag{Name: flagJSON, Usage: "Print the timers as JSON."},

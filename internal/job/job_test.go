@@ -15,7 +15,7 @@ import (
 	"github.com/zkdog/zkdog/internal/zktest"
 )
 
-func newJob(t *testing.T, conn *zk.Conn, root string) *job.Job {
+func newJob(t testing.TB, conn *zk.Conn, root string) *job.Job {
 	t.Helper()
 	l, err := protocol.NewLayout(root)
 	if err != nil {
@@ -36,7 +36,7 @@ func spec() protocol.Job { return protocol.Job{TimerMillis: 5000} }
 
 // workerLease creates a live timer for a worker on j's session, as every
 // worker does before it takes items, and returns the lease naming it.
-func workerLease(t *testing.T, j *job.Job, id string) protocol.Lease {
+func workerLease(t testing.TB, j *job.Job, id string) protocol.Lease {
 	t.Helper()
 	p, err := j.CreateTimer(protocol.Timer{ID: id, Host: "h", Pid: 1})
 	if err != nil {

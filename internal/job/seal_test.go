@@ -16,7 +16,7 @@ import (
 )
 
 // countTree counts the znodes at and below p, and the bytes of their data.
-func countTree(t *testing.T, conn *zk.Conn, p string) (nodes, bytes int) {
+func countTree(t testing.TB, conn *zk.Conn, p string) (nodes, bytes int) {
 	t.Helper()
 	b, _, err := conn.Get(p)
 	if err != nil {
