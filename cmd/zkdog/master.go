@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/zkdog/zkdog/internal/interrupt"
 	"github.com/zkdog/zkdog/internal/job"
 	"github.com/zkdog/zkdog/internal/protocol"
+	"github.com/zkdog/zkdog/internal/tty"
 	"github.com/zkdog/zkdog/internal/zkconn"
 	"github.com/zkdog/zkdog/master"
 )
@@ -191,7 +193,7 @@ func masterAction(c *cli.Context, doCreate, doWait bool) error {
 		if spec.Policy.MaxFailures, err = maxFailures(c, len(spec.Items)); err != nil {
 			return err
 		}
-		if err := fill(ctx, t, j, spec); err != nil {
+		if err := fill(c, ctx, t, j, spec); err != nil {
 			return err
 		}
 	}
@@ -204,9 +206,9 @@ func masterAction(c *cli.Context, doCreate, doWait bool) error {
 // fill creates the job, showing its progress on a terminal (or at
 // intervals in a batch log). Interrupted, it removes what it wrote and
 // returns the signal.
-func fill(ctx context.Context, t target, j *job.Job, spec master.Spec) error {
+func fill(c *cli.Context, ctx context.Context, t target, j *job.Job, spec master.Spec) error {
 	started := time.Now()
-	progress := master.NewProgress(os.Stderr, isTerminal(os.Stderr))
+	progress := newProgress(c)
 	err := master.Fill(ctx, j, spec, func(written, total int) {
 		progress.Filled(written, total, time.Since(started))
 	})
@@ -244,7 +246,7 @@ func waitJob(c *cli.Context, ctx context.Context, t target, j *job.Job) error {
 	if jl != nil {
 		go func() { followed <- jl.Follow(followCtx, j, spec) }()
 	}
-	progress := master.NewProgress(os.Stderr, isTerminal(os.Stderr))
+	progress := newProgress(c)
 	report, err := master.Wait(ctx, j, master.WaitConfig{
 		SyncTimeout: durationOf(c, flagSyncTimeout),
 		Log:         t.log,
@@ -293,10 +295,25 @@ func printReport(c *cli.Context, t target, report master.Report) error {
 		if err := writeJSON(report, true); err != nil {
 			t.log.Error("could not print the report", "err", err)
 		}
+	} else if jsonLogs(c) {
+		t.log.Info("zkdog: the job ended", "report", report)
 	} else {
-		report.Print(os.Stderr)
+		report.Print(tty.Stderr)
 	}
 	return exitStatus(report.Exit)
+}
+
+// jsonLogs: --log-format json, under which every line on standard error
+// is a JSON object.
+func jsonLogs(c *cli.Context) bool { return strings.EqualFold(c.String(flagLogFormat), "json") }
+
+// newProgress is the master's progress line on standard error: none under
+// --log-format json, whose lines are the log's own.
+func newProgress(c *cli.Context) *master.Progress {
+	if jsonLogs(c) {
+		return master.NewProgress(io.Discard, false)
+	}
+	return master.NewProgress(tty.Stderr, isTerminal(os.Stderr))
 }
 
 // reportSealed is zkdog wait on a job that had already ended: its report
