@@ -122,6 +122,9 @@ func TestJSONLogsAreJSON(t *testing.T) {
 		{opts{zk: dead}, []string{"status", "--root", "/x", "--session-timeout", "2s", "--log-format", "json"}, exitZooKeeper},
 		{opts{env: []string{"ZKDOG_LOG_FORMAT=json"}}, []string{"init", "--root", "/x", "--timer", "soon"}, exitUsage},
 		{opts{}, []string{"init", "--log-format=json", "--root", "/x"}, exitUsage},
+		// A master's whole run: the fill's progress, the report.
+		{opts{}, []string{"master", "--log-format", "json", "--root", rootFor(t), "--items", writeFile(t, "items", "a\nb\n"),
+			"--sync", "--sync-timeout", "1s"}, exitSyncTimeout},
 	} {
 		p := run(t, c.o, c.args...)
 		expectExit(t, p, c.code)
