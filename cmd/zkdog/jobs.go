@@ -64,19 +64,19 @@ func listingOf(l job.Listing, aborted bool, now time.Time) jobListing {
 func jobsAction(c *cli.Context) error {
 	ctx, stop := interrupt.Context(c.Context)
 	defer stop()
-	prefix, sess, err := openPrefix(c, ctx)
+	p, err := openPrefix(c, ctx)
 	if err != nil {
 		return err
 	}
-	defer sess.Close()
-	found, err := job.List(ctx, sess.Conn(), prefix)
+	defer p.sess.Close()
+	found, err := p.list(ctx)
 	if err != nil {
 		return err
 	}
 	now := time.Now()
 	rows := make([]jobListing, 0, len(found))
 	for _, l := range found {
-		rows = append(rows, listingOf(l, isAborted(sess, l), now))
+		rows = append(rows, listingOf(l, isAborted(p.sess, l), now))
 	}
 	if c.Bool(flagJSON) {
 		return writeJSON(rows, false)
@@ -137,19 +137,31 @@ func prefixArg(c *cli.Context, required bool) (string, error) {
 // openPrefix connects for a command on every job under PREFIX. Each job
 // is checked on its own; the session authenticates as the credentials
 // (if any) say, to read private jobs of their owner.
-func openPrefix(c *cli.Context, ctx context.Context) (string, *zkconn.Session, error) {
+func openPrefix(c *cli.Context, ctx context.Context) (prefixed, error) {
 	prefix, err := prefixArg(c, c.Command.Name != "jobs")
 	if err != nil {
-		return "", nil, err
+		return prefixed{}, err
 	}
-	t, err := parseServerTarget(c, protocol.Layout{Root: prefix})
-	if err != nil {
-		return "", nil, err
+	p := prefixed{prefix: prefix}
+	if p.target, err = parseServerTarget(c, protocol.Layout{Root: prefix}); err != nil {
+		return p, err
 	}
-	a, err := t.access(useList, false)
-	if err != nil {
-		return "", nil, err
+	if p.access, err = p.target.access(useList, false); err != nil {
+		return p, err
 	}
-	sess, _, err := t.dial(ctx, a, useList, false)
-	return prefix, sess, err
+	p.sess, _, err = p.target.dial(ctx, p.access, useList, false)
+	return p, err
+}
+
+// prefixed is a session for the commands on every job under a prefix.
+type prefixed struct {
+	prefix string
+	target target
+	access job.Access
+	sess   *zkconn.Session
+}
+
+// list finds the jobs under the prefix.
+func (p prefixed) list(ctx context.Context) ([]job.Listing, error) {
+	return job.List(ctx, p.sess.Conn(), p.prefix)
 }

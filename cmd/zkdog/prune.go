@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"time"
 
@@ -9,7 +8,6 @@ import (
 
 	"github.com/zkdog/zkdog/internal/job"
 	"github.com/zkdog/zkdog/internal/protocol"
-	"github.com/zkdog/zkdog/internal/zkconn"
 )
 
 const (
@@ -42,20 +40,12 @@ func clearFinished(c *cli.Context) error {
 		return usagef("--%s takes a PREFIX argument, the path the jobs are under, not --%s", flagFinished, flagRoot)
 	}
 	ctx := c.Context
-	prefix, sess, err := openPrefix(c, ctx)
+	p, err := openPrefix(c, ctx)
 	if err != nil {
 		return err
 	}
-	defer sess.Close()
-	found, err := job.List(ctx, sess.Conn(), prefix)
-	if err != nil {
-		return err
-	}
-	t, err := parseServerTarget(c, protocol.Layout{Root: prefix})
-	if err != nil {
-		return err
-	}
-	a, err := t.access(useList, false)
+	defer p.sess.Close()
+	found, err := p.list(ctx)
 	if err != nil {
 		return err
 	}
@@ -65,16 +55,16 @@ func clearFinished(c *cli.Context) error {
 		if !l.Sealed() || endedAt(l).After(cutoff) {
 			continue
 		}
-		p := removeSealed(ctx, sess, l.Root, a)
-		if p.Removed {
-			t.log.Info("finished job removed", "root", l.Root)
+		r := removeSealed(p, l.Root)
+		if r.Removed {
+			p.target.log.Info("finished job removed", "root", l.Root)
 		} else {
-			t.log.Warn("finished job kept", "root", l.Root, "why", p.Why)
+			p.target.log.Warn("finished job kept", "root", l.Root, "why", r.Why)
 		}
-		out = append(out, p)
+		out = append(out, r)
 	}
 	if len(out) == 0 {
-		t.log.Info("no finished job old enough under the prefix", "prefix", prefix)
+		p.target.log.Info("no finished job old enough under the prefix", "prefix", p.prefix)
 		out = []prunedJob{}
 	}
 	return printJSON(c, out)
@@ -88,10 +78,10 @@ func endedAt(l job.Listing) time.Time {
 	return l.Changed
 }
 
-func removeSealed(ctx context.Context, sess *zkconn.Session, root string, a job.Access) prunedJob {
+func removeSealed(p prefixed, root string) prunedJob {
 	l, err := protocol.NewLayout(root)
 	if err == nil {
-		j := job.New(sess.Conn(), l, job.WithAccess(a))
+		j := job.New(p.sess.Conn(), l, job.WithAccess(p.access))
 		if err = j.CheckAccess(true); err == nil {
 			err = j.Remove()
 		}
