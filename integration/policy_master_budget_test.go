@@ -28,9 +28,10 @@ func TestPolicyMasterFailureBudget(t *testing.T) {
 	})
 	var workers []*proc
 	for range 3 {
-		// Items of half a second: the master needs a moment to see the
-		// budget spent, and workers take items until they see the abort.
-		workers = append(workers, start(t, opts{}, "run", "--root", root, "--loop", "--", "sh", "-c", "sleep 0.5; exit 1"))
+		// Items that fail at once: a worker checks the budget before it
+		// takes an item, so however fast they fail no more run than the
+		// budget and those already in flight.
+		workers = append(workers, start(t, opts{}, "run", "--root", root, "--loop", "--", "sh", "-c", "exit 1"))
 	}
 	expectExit(t, m, exitFailed)
 	for _, w := range append(workers, slow) {

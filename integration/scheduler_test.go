@@ -164,11 +164,13 @@ func TestSlurmHungTask(t *testing.T) {
 }
 
 // scancel of a running task: the TERM reaches the work through zkdog, the
-// work's clean-up runs, and the master's report shows the item failed with
-// the status the work chose.
+// work's clean-up runs, and with --on-term fail the master's report shows
+// the item failed with the status the work chose. (Under the default,
+// requeue, the item would go back to the queue and the trapping work run
+// again; policy_slurm_test.go covers that.)
 func TestSlurmScancelOneTask(t *testing.T) {
 	c := slurmtest.ForTestWith(t, slurmtest.Config{CPUs: 8})
-	s := submit(t, c, "slurm", "item-0\ntrap-1\nitem-2\n", 2)
+	s := submit(t, c, "slurm", "item-0\ntrap-1\nitem-2\n", 2, "ZKDOG_ON_TERM=fail")
 	taskFile := filepath.Join(s.side, "trap-task")
 	waitFor(t, "the trapping work to start", func() bool { _, err := os.Stat(taskFile); return err == nil })
 	task, _ := os.ReadFile(taskFile)

@@ -22,8 +22,7 @@ func SealedReport(ctx context.Context, j *job.Job, spec protocol.Job) (Report, e
 	r := Report{Root: j.L.Root, Items: spec.Items}
 	if s := spec.Summary; s != nil {
 		r.End, r.Exit, r.Reason = End(s.End), s.Exit, s.Reason
-		r.OK, r.Failed = s.Outcomes[protocol.OK], s.Outcomes[protocol.Failed]
-		r.Stalled, r.Lost = s.Outcomes[protocol.Stalled], s.Outcomes[protocol.Lost]
+		r.OutcomeCounts = CountsOf(s.Outcomes)
 		r.Unfinished = s.Outcomes[protocol.Unfinished]
 	}
 	rows, err := ReadResults(ctx, j, NotOK())

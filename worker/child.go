@@ -50,7 +50,7 @@ func (w *Worker) runOne(ctx context.Context, c *job.Claim) (int, error) {
 		return ExitStopped, why
 	}
 	took := time.Since(started)
-	w.took = append(w.took, took)
+	w.noteTook(took)
 	res := resultOf(exit, why, outcome, took)
 	if res.Outcome != protocol.OK && c != nil {
 		res.Item, res.Stderr = c.Data, stderr.String()

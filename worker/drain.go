@@ -35,6 +35,11 @@ func (w *Worker) drain(ctx context.Context) (Result, error) {
 			}
 			return res, nil
 		}
+		if errors.Is(err, job.ErrBudgetSpent) {
+			// The master is aborting the job: nothing more to take.
+			w.log.Warn("no more items taken", "why", err)
+			return res, nil
+		}
 		if errors.Is(err, job.ErrFinished) {
 			// Nothing is left, as with an empty queue; the caller says how
 			// the job ended.

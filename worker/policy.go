@@ -141,6 +141,21 @@ func (w *Worker) expected() (time.Duration, string) {
 	return 0, ""
 }
 
+// tookWindow is how many of its latest items a worker's own median is
+// taken over: enough to say what an item takes, and a looping worker of a
+// million items must not sort a million durations before each.
+const tookWindow = 101
+
+func (w *Worker) noteTook(d time.Duration) {
+	if w.cfg.Deadline.IsZero() {
+		return
+	}
+	if len(w.took) == tookWindow {
+		w.took = append(w.took[:0], w.took[1:]...)
+	}
+	w.took = append(w.took, d)
+}
+
 func median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)

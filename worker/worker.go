@@ -135,8 +135,8 @@ type Worker struct {
 	kick  time.Duration
 
 	kickFile string
-	// took holds how long each command this worker ran took, for
-	// expected when the job has no statistics yet.
+	// took holds how long the latest commands this worker ran took (with
+	// a Deadline), for expected when the job has no statistics yet.
 	took []time.Duration
 }
 

@@ -96,7 +96,8 @@ func waitCommand() *cli.Command {
 	}
 }
 
-const waitExitCodes = "Exit codes: 0 all items done; 1 some item failed; 2 bad flags; 3 a timer went un-kicked longer\n" +
+const waitExitCodes = "Exit codes: 0 all items done; 1 some item did not succeed (failed, stalled, timeout), or\n" +
+	"--max-failures was spent (the job was aborted); 2 bad flags; 3 a timer went un-kicked longer\n" +
 	"than the job's timer (running workers are stopped); 4 no worker started within --sync-timeout; 5\n" +
 	"items lost (their workers vanished more often than the retries allow); 6 ZooKeeper unreachable or\n" +
 	"the job removed; 130 or 143 interrupted (the job is kept, so that workers go on)."

@@ -61,11 +61,11 @@ func runCommand() *cli.Command {
 		Description: "The item reaches the command as $ZKDOG_ITEM, in place of every {} argument, and on standard\n" +
 			"input with --stdin. zkdog exits with the command's status (128+N if signal N killed it, a TERM\n" +
 			"or INT from outside included); 124 if zkdog itself stopped it (its ZooKeeper session or timer\n" +
-			"lost, the job aborted, --kill-on-stall, the job's --item-timeout), with a line saying why; 125 if zkdog failed before the\n" +
-			"command started; 126 if the command is not executable, 127 if not found. The command is found\n" +
-			"and checked before anything is taken, so a misspelt one takes no item (a program that a shell's\n" +
-			"-c script or a wrapper runs is found only when it runs); one that stops starting mid-run gives\n" +
-			"its item back uncharged. With --loop the status is 0 if every command run succeeded, else that\n" +
+			"lost, the job aborted, --kill-on-stall, the job's --item-timeout), with a line saying why; 125\n" +
+			"if zkdog failed before the command started; 126 if the command is not executable, 127 if not\n" +
+			"found. The command is found and checked before anything is taken, so a misspelt one takes no\n" +
+			"item (a program that a shell's -c script or a wrapper runs is found only when it runs); one that\n" +
+			"stops starting mid-run gives its item back uncharged. With --loop the status is 0 if every command run succeeded, else that\n" +
 			"of the last one that did not. An empty queue, or a job that is finished, is exit 0 without\n" +
 			"running the command. An item whose command a TERM or INT from outside ended goes back to the\n" +
 			"queue uncharged (--on-term), and no further item is taken; an attempt that ended as the job's\n" +

@@ -36,6 +36,9 @@ type Claim struct {
 // and a vanished worker is always charged.
 func (j *Job) Take(ctx context.Context, spec protocol.Job, lease protocol.Lease) (Claim, error) {
 	lease.V = protocol.Version
+	if err := j.withinBudget(spec); err != nil {
+		return Claim{}, err
+	}
 	for spec.Items > 0 {
 		st, err := j.conn.Set(j.L.Cursor(), nil, -1)
 		if errors.Is(err, zk.ErrNoNode) {
@@ -57,6 +60,27 @@ func (j *Job) Take(ctx context.Context, spec protocol.Job, lease protocol.Lease)
 		return c, err
 	}
 	return j.takeRetry(ctx, spec, lease)
+}
+
+// withinBudget refuses to hand out an item once the job's failure budget
+// is spent: the master aborts the job then, but a worker that took items
+// until it saw the abort would run more than the budget allows. One read
+// per take, only for a job with a budget.
+func (j *Job) withinBudget(spec protocol.Job) error {
+	if spec.MaxFailures <= 0 {
+		return nil
+	}
+	st, err := j.stat(j.L.Failed())
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", j.L.Failed(), err)
+	}
+	if st == nil {
+		return j.gone(zk.ErrNoNode)
+	}
+	if int(st.Version) >= spec.MaxFailures {
+		return fmt.Errorf("%w: %d items ended other than ok, --max-failures allows %d", ErrBudgetSpent, st.Version, spec.MaxFailures)
+	}
+	return nil
 }
 
 // errTaken: the turn went to someone else first, or moved on.

@@ -38,6 +38,9 @@ var (
 	ErrIncomplete = errors.New("the job is partly removed")
 	// ErrAbandoned: the job was left filling by a master that died.
 	ErrAbandoned = errors.New("left unfinished by its master")
+	// ErrBudgetSpent: the job's --max-failures is reached; no item is
+	// handed out any more.
+	ErrBudgetSpent = errors.New("the job's failure budget is spent")
 	// ErrEmpty: no item is left to take.
 	ErrEmpty = errors.New("queue empty")
 	// ErrLeaseLost: the item's lease is gone, so another worker may own it
