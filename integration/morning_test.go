@@ -141,10 +141,11 @@ func TestMorningAfter(t *testing.T) {
 	expectExit(t, run(t, opts{}, "init", "--root", rerun, "--from", root), exitOK)
 	again := filepath.Join(dir, "again")
 	m2 := start(t, opts{}, "wait", "--root", rerun, "--joblog", filepath.Join(dir, "rerun.tsv"))
-	expectExit(t, run(t, opts{}, "run", "--root", rerun, "--loop", "--", "sh", "-c", `echo "$ZKDOG_ITEM" >> "$1"`, "sh", again), exitOK)
+	expectExit(t, run(t, opts{}, "run", "--root", rerun, "--loop", "--", "sh", "-c", `echo "$ZKDOG_ITEM_INDEX $ZKDOG_ITEM" >> "$1"`, "sh", again), exitOK)
 	expectExit(t, m2, exitOK)
-	if b, _ := os.ReadFile(again); string(b) != "b\nd\n" {
-		t.Errorf("the re-run ran %q, want b and d", b)
+	// The program sees each item's first index, as in the first run.
+	if b, _ := os.ReadFile(again); string(b) != "1 b\n3 d\n" {
+		t.Errorf("the re-run ran %q, want b and d with their first indexes (1, 3)", b)
 	}
 	rerunLog := joblogRows(t, filepath.Join(dir, "rerun.tsv"))
 	if len(rerunLog) != 2 || !strings.HasPrefix(rerunLog[0], "2\tb\tok\t") || !strings.HasPrefix(rerunLog[1], "4\td\tok\t") {

@@ -260,7 +260,7 @@ func (w *Worker) giveBack(c job.Claim) {
 	ctx, cancel := w.patient()
 	defer cancel()
 	if err := w.j.Release(ctx, c); err != nil {
-		w.log.Warn("could not give the item back; the master will find it", "item", c.Index, "err", err)
+		w.log.Warn("could not give the item back; the master will find it", "item", c.Index+1, "err", err)
 	}
 }
 
@@ -275,7 +275,7 @@ func (w *Worker) abandon(c *job.Claim) {
 	ctx, cancel := w.patient()
 	defer cancel()
 	if err := w.j.Abandon(ctx, *c); err != nil && !errors.Is(err, job.ErrLeaseLost) {
-		w.log.Warn("could not drop the item; it is handed out again once this session ends", "item", c.Index, "err", err)
+		w.log.Warn("could not drop the item; it is handed out again once this session ends", "item", c.Index+1, "err", err)
 	}
 }
 
@@ -307,10 +307,10 @@ func (w *Worker) record(c *job.Claim, r protocol.Result) {
 	err := w.j.Record(ctx, *c, r)
 	switch {
 	case err == nil:
-		w.log.Debug("result recorded", "item", c.Index, "outcome", r.Outcome)
+		w.log.Debug("result recorded", "item", c.Index+1, "outcome", r.Outcome)
 	case errors.Is(err, job.ErrLeaseLost):
-		w.log.Error("result not recorded: this worker no longer holds the item", "item", c.Index, "err", err)
+		w.log.Error("result not recorded: this worker no longer holds the item", "item", c.Index+1, "err", err)
 	default:
-		w.log.Error("result not recorded", "item", c.Index, "err", err)
+		w.log.Error("result not recorded", "item", c.Index+1, "err", err)
 	}
 }

@@ -53,7 +53,7 @@ func (w *Worker) drain(ctx context.Context) (Result, error) {
 			return res, nil
 		}
 		w.timer.Progress() // taking an item is progress
-		w.log.Info("took item", "item", c.Index, "attempt", c.Attempt, "label", protocol.Label(c.Data))
+		w.log.Info("took item", "item", c.Index+1, "attempt", c.Attempt, "label", protocol.Label(c.Data))
 		code, why := w.runOne(ctx, &c)
 		if didNotStart(why) {
 			// Every later item would fail the same way: stop, with the

@@ -78,14 +78,14 @@ func (w *Worker) retry(c *job.Claim, r protocol.Result, charge bool) {
 	err := w.j.Retry(ctx, *c, r, charge)
 	switch {
 	case err == nil && charge:
-		w.log.Warn("the attempt failed; the item is handed out again", "item", c.Index, "attempt", c.Attempt,
+		w.log.Warn("the attempt failed; the item is handed out again", "item", c.Index+1, "attempt", c.Attempt,
 			"outcome", r.Outcome, "exit", r.Exit, "retries_used", c.Charged+1, "retries", w.spec.Retries)
 	case err == nil:
-		w.log.Info("the item goes back to the queue, not charged against its retries", "item", c.Index, "attempt", c.Attempt)
+		w.log.Info("the item goes back to the queue, not charged against its retries", "item", c.Index+1, "attempt", c.Attempt)
 	case errors.Is(err, job.ErrLeaseLost):
-		w.log.Error("the item was not handed out again: this worker no longer holds it", "item", c.Index, "err", err)
+		w.log.Error("the item was not handed out again: this worker no longer holds it", "item", c.Index+1, "err", err)
 	default:
-		w.log.Error("the item was not handed out again; the master hands it out once this worker's session ends", "item", c.Index, "err", err)
+		w.log.Error("the item was not handed out again; the master hands it out once this worker's session ends", "item", c.Index+1, "err", err)
 	}
 }
 

@@ -308,7 +308,7 @@ func (w *Worker) childEnv(c *job.Claim) []string {
 	if c != nil {
 		env = append(env,
 			EnvItem+"="+string(c.Data),
-			EnvIndex+"="+strconv.Itoa(c.Index),
+			EnvIndex+"="+strconv.Itoa(c.Origin),
 			EnvAttempt+"="+strconv.Itoa(c.Attempt),
 		)
 	}

@@ -15,7 +15,10 @@ import (
 // Claim is an item a worker holds a lease on.
 type Claim struct {
 	protocol.Turn
-	Data []byte
+	// Origin is the item's index in the job it first came from (zkdog
+	// init --from); its own index otherwise.
+	Origin int
+	Data   []byte
 	// Timer is the child name of the timer of the worker holding it.
 	Timer string
 }
@@ -57,9 +60,21 @@ func (j *Job) Take(ctx context.Context, spec protocol.Job, lease protocol.Lease)
 		if errors.Is(err, errTaken) {
 			continue // handed out again before this ticket's lease
 		}
+		return j.withOrigin(spec, c, err)
+	}
+	c, err := j.takeRetry(ctx, spec, lease)
+	return j.withOrigin(spec, c, err)
+}
+
+// withOrigin fills in the claim's origin: a bucket's data, read once per
+// bucket, and only for a job that re-runs another's items.
+func (j *Job) withOrigin(spec protocol.Job, c Claim, err error) (Claim, error) {
+	c.Origin = c.Index
+	if err != nil || spec.From == "" {
 		return c, err
 	}
-	return j.takeRetry(ctx, spec, lease)
+	c.Origin, err = j.originOf(c.Index, j.L.ItemBucket(protocol.Bucket(c.Index)))
+	return c, err
 }
 
 // withinBudget refuses to hand out an item once the job's failure budget

@@ -56,7 +56,9 @@ type Policy struct {
 const MinTimeoutSample = 10
 
 // RetryDelay is how long a retried item stays out of the queue.
-func (p Policy) RetryDelay() time.Duration { return time.Duration(p.RetryDelayMillis) * time.Millisecond }
+func (p Policy) RetryDelay() time.Duration {
+	return time.Duration(p.RetryDelayMillis) * time.Millisecond
+}
 
 // Stalls reports whether a hung worker costs only its own item.
 func (p Policy) Stalls() bool { return p.OnHang == OnHangStall }
