@@ -89,6 +89,9 @@ func TestMorningAfter(t *testing.T) {
 	waitJob(t, conn, root)
 	expectExit(t, run(t, opts{}, "run", "--root", root, "--loop", "--", "sh", "-c", failTwo, "sh", ran), 3)
 	expectExit(t, m, exitFailed)
+	if r := m.stderr.String(); !strings.Contains(r, `failed item 2 "b"`) || !strings.Contains(r, "cannot read input b") {
+		t.Errorf("the master's report does not name item b with its error output:\n%s", r)
+	}
 
 	// Root, items, results, one result bucket, two results.
 	spec := expectSealed(t, conn, root, 6)

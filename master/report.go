@@ -73,7 +73,14 @@ type ItemReport struct {
 	ID         string           `json:"id,omitempty"`
 	Host       string           `json:"host,omitempty"`
 	Reason     string           `json:"reason,omitempty"`
+	// Stderr is the end of the command's standard error, as its result
+	// kept it (zkdog run --keep-stderr).
+	Stderr string `json:"stderr,omitempty"`
 }
+
+// stderrLines is how much of an item's error output the printed report
+// repeats: its last lines say what went wrong; zkdog results has it all.
+const stderrLines = 3
 
 // TimerReport is one timer. Index is the number (from 1) of the item its
 // worker is on, 0 for none; Item that item's text, as far as the timer
@@ -209,6 +216,7 @@ func (w *waiter) addProblem(r *Report, o job.Outcome) {
 	r.Problems = append(r.Problems, ItemReport{
 		Index: Number(o.Index), Item: string(item), ItemBase64: itemBase64(string(item)), Outcome: o.Outcome,
 		Exit: res.Exit, Signal: res.Signal, Attempt: res.Attempt, ID: res.ID, Host: res.Host, Reason: res.Reason,
+		Stderr: res.Stderr,
 	})
 }
 
@@ -281,9 +289,12 @@ func (r Report) Print(out io.Writer) {
 	r.printInFlight(out)
 	for _, p := range r.Problems {
 		fmt.Fprintln(out, "  "+p.line())
+		for _, l := range LastLines(p.Stderr, stderrLines) {
+			fmt.Fprintln(out, "      "+l)
+		}
 	}
 	if n := r.notOK() + r.Unfinished - len(r.Problems); n > 0 {
-		fmt.Fprintf(out, "  ... and %d more; zkdog status --root %s counts them while the job is kept (--keep)\n", n, r.Root)
+		fmt.Fprintf(out, "  ... and %d more; zkdog results --root %s --outcome failed,stalled,timeout,lost,unfinished lists them\n", n, r.Root)
 	}
 }
 
@@ -344,4 +355,14 @@ func (t TimerReport) itemText() string {
 		return "no item"
 	}
 	return fmt.Sprintf("item %d %q", t.Index, t.Item)
+}
+
+// LastLines is the last n lines of s, for showing the end of an error output.
+func LastLines(s string, n int) []string {
+	s = strings.TrimRight(s, "\n")
+	if s == "" {
+		return nil
+	}
+	lines := strings.Split(s, "\n")
+	return lines[max(0, len(lines)-n):]
 }

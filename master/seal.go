@@ -32,7 +32,7 @@ func SealedReport(ctx context.Context, j *job.Job, spec protocol.Job) (Report, e
 	for _, row := range rows[:min(len(rows), maxDetails)] {
 		r.Problems = append(r.Problems, ItemReport{Index: row.Index, Item: row.Item, ItemBase64: row.ItemBase64,
 			Outcome: row.Outcome, Exit: row.Exit, Signal: row.Signal, Attempt: row.Attempts, ID: row.Worker,
-			Host: row.Host, Reason: row.Reason})
+			Host: row.Host, Reason: row.Reason, Stderr: row.Stderr})
 	}
 	return r, nil
 }

@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -100,7 +99,7 @@ func printRows(w io.Writer, rows []master.ResultRow) error {
 			continue
 		}
 		fmt.Fprintf(w, "\nitem %d %q, %s: %s\n", r.Index, protocol.Label(r.Bytes()), r.Outcome, dash(r.Reason))
-		for _, line := range tailLines(r.Stderr, 5) {
+		for _, line := range master.LastLines(r.Stderr, 5) {
 			fmt.Fprintf(w, "    %s\n", line)
 		}
 		for _, a := range r.Earlier {
@@ -116,14 +115,4 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// tailLines is the last n lines of s, for a report: the error output kept
-// in a result is up to a few KiB, and its last lines say what went wrong.
-func tailLines(s string, n int) []string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if s == "" {
-		return nil
-	}
-	return lines[max(0, len(lines)-n):]
 }
