@@ -23,7 +23,7 @@ func kickCommand() *cli.Command {
 			"opened). Outside, --timer NAME with --root kicks that timer in ZooKeeper directly; NAME is the\n" +
 			"timer's name as zkdog timers lists it, or its full path as $ZKDOG_TIMER holds it.",
 		Flags: append(commonFlags(),
-			&cli.StringFlag{Name: flagTimerName, Usage: "The timer to kick: its name as zkdog timers lists it (t-0000000003), or its full path ($ZKDOG_TIMER)."},
+			&cli.StringFlag{Name: flagTimerName, Usage: "The timer to kick, `NAME` as zkdog timers lists it (t-0000000003), or its full path ($ZKDOG_TIMER)."},
 			&cli.BoolFlag{Name: flagJSON, Usage: "Print what was kicked as JSON."}),
 		Action: kickAction,
 	}
