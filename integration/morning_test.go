@@ -230,3 +230,34 @@ func TestJoblogTakeover(t *testing.T) {
 	// A job that went well leaves its root and two directories.
 	expectSealed(t, conn, root, 3)
 }
+
+// A master that died while sealing (the job marked finished, its counts
+// not yet written, nothing pruned) leaves a job that zkdog wait finishes
+// sealing: the counts are written and what is not kept goes.
+func TestWaitFinishesAnInterruptedSeal(t *testing.T) {
+	root := rootFor(t)
+	conn := connect(t, shared.Addr())
+	expectExit(t, run(t, opts{}, "init", "--root", root, "--items", writeFile(t, "items", "a\nb\n")), exitOK)
+	expectExit(t, run(t, opts{}, "run", "--root", root, "--loop", "--", "true"), exitOK)
+	b, _, err := conn.Get(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := protocol.DecodeJob(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the freeze leaves: the state and a summary without counts.
+	spec.State, spec.Summary = protocol.StateFinished, &protocol.Summary{End: "ok", Exit: exitOK, Host: "gone"}
+	if _, err := conn.Set(root, protocol.Encode(spec), -1); err != nil {
+		t.Fatal(err)
+	}
+	w := run(t, opts{}, "wait", "--root", root)
+	expectExit(t, w, exitOK)
+	if !strings.Contains(w.stderr.String(), "ok 2") {
+		t.Errorf("wait's report does not count the two items ok:\n%s", w.stderr.String())
+	}
+	if s := expectSealed(t, conn, root, 3); s.Summary.Outcomes[protocol.OK] != 2 {
+		t.Errorf("summary after wait: %+v, want 2 ok", s.Summary)
+	}
+}

@@ -322,6 +322,19 @@ func newProgress(c *cli.Context) *master.Progress {
 func reportSealed(c *cli.Context, ctx context.Context, t target, j *job.Job, spec protocol.Job, jl *master.Joblog) error {
 	closeJoblog(t, j, spec, jl, true)
 	t.log.Info("the job had already ended", "root", t.layout.Root)
+	if s := spec.Summary; s == nil || s.Outcomes == nil {
+		// Its master died while sealing it: finish the seal, which is
+		// safe to repeat, so that the summary counts.
+		sum := protocol.Summary{End: string(master.EndFailed), Exit: exitFailed}
+		if s != nil {
+			sum = *s
+		}
+		var err error
+		if sum, err = j.Seal(ctx, sum, sum.Kept); err != nil {
+			return err
+		}
+		spec.Summary = &sum
+	}
 	report, err := master.SealedReport(ctx, j, spec)
 	if err != nil {
 		return err
