@@ -25,8 +25,8 @@ type Joblog struct {
 	w      *bufio.Writer
 	name   string
 	logged map[int]bool // origins (Index-1) with a row in the file
-	// complete marks the result buckets whose every item has a row.
-	complete map[int]bool
+	// fresh finds the results recorded since the last look.
+	fresh *newResults
 	// seen marks the results (by index in the job) already read.
 	seen map[int]bool
 }
@@ -38,7 +38,7 @@ func OpenJoblog(name string) (*Joblog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--joblog: %w", err)
 	}
-	l := &Joblog{f: f, w: bufio.NewWriter(f), name: name, logged: map[int]bool{}, complete: map[int]bool{}, seen: map[int]bool{}}
+	l := &Joblog{f: f, w: bufio.NewWriter(f), name: name, logged: map[int]bool{}, seen: map[int]bool{}}
 	rows, err := ReadJoblog(f, name)
 	switch {
 	case errors.Is(err, ErrBadJoblog) && isEmpty(f):
@@ -126,20 +126,12 @@ func (l *Joblog) Finish(ctx context.Context, j *job.Job, spec protocol.Job) erro
 // land), until it has found want rows in all (every bucket when want <
 // 0), and writes a row for each result found that the file lacks.
 func (l *Joblog) scan(ctx context.Context, j *job.Job, spec protocol.Job, want int) error {
-	for b := protocol.Buckets(spec.Items) - 1; b >= 0 && (want < 0 || len(l.seen) < want); b-- {
-		if l.complete[b] {
-			continue
-		}
-		outcomes, err := j.BucketOutcomes(b)
-		if err != nil {
-			return err
-		}
-		if err := l.write(ctx, j, outcomes); err != nil {
-			return err
-		}
-		if len(outcomes) == bucketLen(spec.Items, b) {
-			l.complete[b] = true
-		}
+	if l.fresh == nil {
+		l.fresh = newNewResults(spec.Items)
+	}
+	more := func() bool { return want < 0 || len(l.seen) < want }
+	if err := l.fresh.walk(j, more, func(os []job.Outcome) error { return l.write(ctx, j, os) }); err != nil {
+		return err
 	}
 	return l.w.Flush()
 }
@@ -174,5 +166,3 @@ func (l *Joblog) write(ctx context.Context, j *job.Job, outcomes []job.Outcome) 
 	}
 	return nil
 }
-
-func bucketLen(items, b int) int { return min(protocol.BucketSize, items-b*protocol.BucketSize) }

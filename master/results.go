@@ -3,7 +3,6 @@ package master
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -75,9 +74,7 @@ func rowOf(jr job.Row) ResultRow {
 		Exit: jr.Result.Exit, Signal: jr.Result.Signal, Worker: jr.Result.ID, Host: jr.Result.Host,
 		DurationMS: jr.Result.DurationMillis, Reason: jr.Result.Reason, Stderr: jr.Result.Stderr, item: jr.Item,
 	}
-	if !utf8.Valid(jr.Item) {
-		r.ItemBase64 = base64.StdEncoding.EncodeToString(jr.Item)
-	}
+	r.ItemBase64 = itemBase64(string(jr.Item))
 	if !jr.Started.IsZero() {
 		s := jr.Started.UTC()
 		r.Start = &s

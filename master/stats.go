@@ -27,9 +27,9 @@ type statsKeeper struct {
 	spec      protocol.Job
 	log       *slog.Logger
 	seen      map[int]bool // ok results read
-	complete  map[int]bool // result buckets whose every item has a result
-	durations []int64      // of the ok results, in milliseconds
-	published int          // how many durations the last publish covered
+	fresh     *newResults
+	durations []int64 // of the ok results, in milliseconds
+	published int     // how many durations the last publish covered
 }
 
 // publishStats runs the keeper until ctx is done; the returned function
@@ -40,7 +40,7 @@ func (w *waiter) publishStats(ctx context.Context) (stop func()) {
 	if every <= 0 {
 		every = StatsEvery
 	}
-	k := &statsKeeper{j: w.j, spec: w.spec, log: w.cfg.Log, seen: map[int]bool{}, complete: map[int]bool{}}
+	k := &statsKeeper{j: w.j, spec: w.spec, log: w.cfg.Log, seen: map[int]bool{}, fresh: newNewResults(w.spec.Items)}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -77,13 +77,8 @@ func (k *statsKeeper) look() error {
 		return err
 	}
 	ok := tally.Done - tally.Failed
-	for b := protocol.Buckets(k.spec.Items) - 1; b >= 0 && len(k.seen) < ok; b-- {
-		if k.complete[b] {
-			continue
-		}
-		if err := k.scan(b); err != nil {
-			return err
-		}
+	if err := k.fresh.walk(k.j, func() bool { return len(k.seen) < ok }, k.read); err != nil {
+		return err
 	}
 	if len(k.durations) == k.published {
 		return nil
@@ -95,16 +90,9 @@ func (k *statsKeeper) look() error {
 	return nil
 }
 
-// scan lists result bucket b and reads the durations of its ok results
-// not read before.
-func (k *statsKeeper) scan(b int) error {
-	outcomes, err := k.j.BucketOutcomes(b)
-	if err != nil {
-		return err
-	}
-	if len(outcomes) == bucketLen(k.spec.Items, b) {
-		k.complete[b] = true
-	}
+// read reads the durations of the ok results among outcomes not read
+// before.
+func (k *statsKeeper) read(outcomes []job.Outcome) error {
 	var fresh []job.Outcome
 	for _, o := range outcomes {
 		if o.Outcome == protocol.OK && !k.seen[o.Index] {
@@ -116,7 +104,6 @@ func (k *statsKeeper) scan(b int) error {
 	}
 	ds, err := k.j.Durations(fresh)
 	if err != nil {
-		k.complete[b] = false
 		return err
 	}
 	for i, o := range fresh {

@@ -137,7 +137,7 @@ func (j *Job) prune(ctx context.Context, spec protocol.Job, outcomes []Outcome) 
 		if !kept[b] {
 			buckets = append(buckets, j.L.ResultBucket(b))
 		}
-		if resulted[b] == bucketLen(spec.Items, b) {
+		if resulted[b] == protocol.BucketLen(spec.Items, b) {
 			buckets = append(buckets, j.L.ItemBucket(b))
 		}
 	}
@@ -190,11 +190,6 @@ func (j *Job) deleteIfEmpty(paths []string) {
 		fns[i] = func() error { _ = j.conn.Delete(p, -1); return nil }
 	}
 	_ = parallel(fillPipelined, fns...)
-}
-
-// bucketLen is how many items bucket b of a job of items holds.
-func bucketLen(items, b int) int {
-	return min(protocol.BucketSize, items-b*protocol.BucketSize)
 }
 
 // writeSummary puts the final summary in the sealed job's record.

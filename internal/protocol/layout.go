@@ -227,6 +227,9 @@ func Bucket(index int) int { return index / BucketSize }
 // Buckets is how many buckets a job of n items has.
 func Buckets(n int) int { return (n + BucketSize - 1) / BucketSize }
 
+// BucketLen is how many items bucket b of a job of n items holds.
+func BucketLen(n, b int) int { return min(BucketSize, n-b*BucketSize) }
+
 func bucketName(b int) string { return fmt.Sprintf("%05d", b) }
 
 func indexName(index int) string { return fmt.Sprintf("%010d", index) }
