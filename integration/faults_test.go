@@ -294,8 +294,8 @@ func partitionTrial(t *testing.T, addr, script string) {
 	}
 	if ok, st, err := conn.Exists(root + "/items/00000/0000000000"); err != nil || !ok {
 		t.Errorf("reading item 0: exists %v, %v", ok, err)
-	} else if attempt, leased := protocol.TurnOf(st.Version); !leased || attempt != 1 {
-		t.Errorf("item 0 is at version %d (attempt %d, leased %v), want its first turn leased and not ended: the master's to charge and hand out again",
+	} else if attempt, leased := protocol.TurnOf(protocol.TurnCount(true, st.Version)); !leased || attempt != 1 {
+		t.Errorf("item 0's turn node is at version %d (attempt %d, leased %v), want its first turn leased and not ended: the master's to charge and hand out again",
 			st.Version, attempt, leased)
 	}
 	if s := w.stderr.String(); !strings.Contains(s, "session") {

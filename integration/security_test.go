@@ -433,15 +433,16 @@ func TestSecurityOutsiderCannotChangeARunningJob(t *testing.T) {
 		do   func(c *zk.Conn) error
 	}{
 		{"read the job", func(c *zk.Conn) error { _, _, err := c.Get(root); return err }},
-		{"read an item", func(c *zk.Conn) error { _, _, err := c.Get(l.Item(3)); return err }},
+		{"read the items", func(c *zk.Conn) error { _, _, err := c.Get(l.Chunk(0)); return err }},
 		{"list the items", func(c *zk.Conn) error { _, _, err := c.Children(l.ItemBucket(0)); return err }},
-		{"replace an item (delete + create in one multi)", func(c *zk.Conn) error {
+		{"replace the items (delete + create in one multi)", func(c *zk.Conn) error {
 			return secMultiErr(c.Multi(
-				&zk.DeleteRequest{Path: l.Item(3), Version: 0},
-				&zk.CreateRequest{Path: l.Item(3), Data: []byte("touch PWNFILE"), Acl: open}))
+				&zk.DeleteRequest{Path: l.Chunk(0), Version: 0},
+				&zk.CreateRequest{Path: l.Chunk(0), Data: protocol.EncodeChunk([][]byte{[]byte("touch PWNFILE")}), Acl: open}))
 		}},
-		{"rewrite an item", func(c *zk.Conn) error { _, err := c.Set(l.Item(3), []byte("touch PWNFILE"), -1); return err }},
-		{"delete an item", func(c *zk.Conn) error { return c.Delete(l.Item(3), -1) }},
+		{"rewrite the items", func(c *zk.Conn) error { _, err := c.Set(l.Chunk(0), []byte("touch PWNFILE"), -1); return err }},
+		{"delete the items", func(c *zk.Conn) error { return c.Delete(l.Chunk(0), -1) }},
+		{"hold an item back (create its turn node)", func(c *zk.Conn) error { _, err := c.Create(l.Item(3), nil, 0, open); return err }},
 		{"forge a result", func(c *zk.Conn) error { _, err := c.Create(l.Result(3, protocol.OK), forged, 0, open); return err }},
 		{"forge a result with the counters (multi)", func(c *zk.Conn) error {
 			return secMultiErr(c.Multi(
@@ -563,7 +564,7 @@ func TestSecurityACLWalk(t *testing.T) {
 		t.Cleanup(func() { cleanJob(t, owner, root) })
 		checked := secCheckACLs(t, owner, root, secOwnerACL())
 		l := protocol.Layout{Root: root}
-		for _, p := range []string{"/sec", "/sec/a", "/sec/a/b", root, l.Items(), l.ItemBucket(0), l.Item(0), l.Item(2),
+		for _, p := range []string{"/sec", "/sec/a", "/sec/a/b", root, l.Items(), l.ItemBucket(0), l.Chunk(0),
 			l.Results(), l.Leases(), l.Retry(), l.Timers(), l.Cursor(), l.Done(), l.Failed(), l.Clock(), l.Workers()} {
 			if !slices.Contains(checked, p) {
 				t.Errorf("%s was not there to check (checked %v)", p, checked)

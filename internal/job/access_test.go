@@ -47,7 +47,7 @@ func TestAccess(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := zk.DigestACL(zk.PermAll, "alice", alice.DigestSecret)
-		for _, p := range []string{"/access", "/access/private", root, root + "/items/00000/0000000001", root + "/cursor"} {
+		for _, p := range []string{"/access", "/access/private", root, root + "/items/00000/c-0000000000", root + "/cursor"} {
 			acl, _, err := raw.GetACL(p)
 			if err != nil || len(acl) != 1 || acl[0] != want[0] {
 				t.Errorf("ACL of %s = %v (%v), want only %v", p, acl, err, want)

@@ -17,9 +17,14 @@ import (
 // Batching of the fill. The server refuses a request near 1 MiB
 // (jute.maxbuffer), so a batch stops well short of it; many creates per
 // request are what make a fill fast (one Multi of 100 creates runs at
-// 30,000-45,000 znodes/s here against about 2,500 single creates).
+// 30,000-45,000 znodes/s here against about 2,500 single creates). A
+// server also keeps its last 500 transactions in memory for followers
+// that fall behind (commitLogCount), so the batch size, times 500, is
+// heap a fill holds on every server until later writes push it out:
+// 128 KiB keeps that near 64 MiB, where 512 KiB batches of chunks held
+// 250 MiB.
 const (
-	batchBytes    = 512 << 10
+	batchBytes    = 128 << 10
 	batchOps      = 1000
 	fillPipelined = 8 // Multis in flight at once
 	perOpOverhead = 64
@@ -225,23 +230,32 @@ func (j *Job) fill(ctx context.Context, spec protocol.Job, items [][]byte, origi
 	// Buckets first, and waited for: concurrent requests from several
 	// goroutines reach the server in no particular order.
 	dirs := &batcher{job: j, ctx: ctx}
-	for b := range protocol.Buckets(len(items)) {
-		data := bucketOrigins(origins, b)
-		dirs.create(j.L.ItemBucket(b), data)
-		dirs.create(j.L.ResultBucket(b), data)
-		dirs.create(j.L.AttemptBucket(b), nil)
+	starts := make([][]int, protocol.Buckets(len(items)))
+	for b := range starts {
+		lo := b * protocol.BucketSize
+		starts[b] = protocol.ChunkStarts(items, lo, lo+protocol.BucketLen(len(items), b))
+		dirs.create(j.L.ItemBucket(b), protocol.EncodeItemBucket(starts[b], bucketOrigins(origins, b)), 0)
+		dirs.create(j.L.ResultBucket(b), encodeOrigins(bucketOrigins(origins, b)), 0)
+		dirs.create(j.L.AttemptBucket(b), nil, 0)
 	}
 	if err := dirs.wait(); err != nil {
 		return fmt.Errorf("creating buckets: %w", err)
 	}
-	b := &batcher{job: j, ctx: ctx, total: len(items), progress: progress}
-	for i, it := range items {
-		b.create(j.L.Item(i), it)
+	bt := &batcher{job: j, ctx: ctx, total: len(items), progress: progress}
+	for b, cs := range starts {
+		end := protocol.BucketLen(len(items), b) + b*protocol.BucketSize
+		for k, first := range cs {
+			next := end
+			if k+1 < len(cs) {
+				next = cs[k+1]
+			}
+			bt.create(j.L.Chunk(first), protocol.EncodeChunk(items[first:next]), next-first)
+		}
 	}
 	if spec.Sync {
-		b.create(j.L.Sync(), []byte("sync"))
+		bt.create(j.L.Sync(), []byte("sync"), 0)
 	}
-	if err := b.wait(); err != nil {
+	if err := bt.wait(); err != nil {
 		return fmt.Errorf("writing items: %w", err)
 	}
 	if err := context.Cause(ctx); ctx.Err() != nil {
@@ -250,15 +264,22 @@ func (j *Job) fill(ctx context.Context, spec protocol.Job, items [][]byte, origi
 	return j.markReady(spec)
 }
 
-// bucketOrigins is the data of bucket b: the origins of its items, both
-// in the item and the result bucket, since a sealed job keeps only one of
-// them for an item.
-func bucketOrigins(origins []int, b int) []byte {
+// bucketOrigins is the origins of bucket b's items, nil for a job that is
+// not a re-run. Both the item and the result bucket carry them, since a
+// sealed job keeps only one of them for an item.
+func bucketOrigins(origins []int, b int) []int {
 	if origins == nil {
 		return nil
 	}
 	lo := b * protocol.BucketSize
-	return protocol.EncodeOrigins(origins[lo:min(lo+protocol.BucketSize, len(origins))])
+	return origins[lo:min(lo+protocol.BucketSize, len(origins))]
+}
+
+func encodeOrigins(origins []int) []byte {
+	if origins == nil {
+		return nil
+	}
+	return protocol.EncodeOrigins(origins)
 }
 
 // markReady switches the job to ready and deletes the filler in one
@@ -305,15 +326,20 @@ type batcher struct {
 	total    int
 	written  int
 	progress Progress
+	// items counts the items the ops not yet sent carry, for progress.
+	items int
 }
 
-func (b *batcher) create(p string, data []byte) {
+// create adds a create of p to the next batch; items is how many items
+// it writes, for progress.
+func (b *batcher) create(p string, data []byte, items int) {
 	size := len(p) + len(data) + perOpOverhead
 	if len(b.ops) >= batchOps || b.bytes+size > batchBytes {
 		b.flush()
 	}
 	b.ops = append(b.ops, &zk.CreateRequest{Path: p, Data: data, Acl: b.job.acl})
 	b.bytes += size
+	b.items += items
 }
 
 func (b *batcher) failed() error {
@@ -327,20 +353,20 @@ func (b *batcher) failed() error {
 
 func (b *batcher) flush() {
 	if len(b.ops) == 0 || b.failed() != nil {
-		b.ops, b.bytes = nil, 0
+		b.ops, b.bytes, b.items = nil, 0, 0
 		return
 	}
 	if b.sem == nil {
 		b.sem = make(chan struct{}, fillPipelined)
 	}
-	ops := b.ops
-	b.ops, b.bytes = nil, 0
+	ops, items := b.ops, b.items
+	b.ops, b.bytes, b.items = nil, 0, 0
 	b.sem <- struct{}{}
 	b.wg.Add(1)
 	go func() {
 		defer func() { <-b.sem; b.wg.Done() }()
 		_, err := b.job.multi(ops...)
-		b.done(len(ops), err)
+		b.done(items, err)
 	}()
 }
 

@@ -76,13 +76,17 @@ func faultLeases(t *testing.T, conn *zk.Conn, j *job.Job) map[string]int64 {
 	return out
 }
 
-func faultVersion(t *testing.T, conn *zk.Conn, p string) int32 {
+// faultTurns reads the turn count of the item whose turn node is p.
+func faultTurns(t *testing.T, conn *zk.Conn, p string) int32 {
 	t.Helper()
-	_, st, err := conn.Exists(p)
-	if err != nil || st == nil {
-		t.Fatalf("reading %s: %v (stat %v)", p, err, st)
+	ok, st, err := conn.Exists(p)
+	if err != nil {
+		t.Fatalf("reading %s: %v", p, err)
 	}
-	return st.Version
+	if !ok {
+		return protocol.TurnCount(false, 0)
+	}
+	return protocol.TurnCount(true, st.Version)
 }
 
 // faultAwait waits for ch, or fails the test after faultGuard.
@@ -537,8 +541,8 @@ func TestFaultReleaseNewTurn(t *testing.T) {
 	if r, err := mj.Retries(); err != nil || !slices.Equal(r, []protocol.Turn{next}) {
 		t.Fatalf("retry list after Release = %v, %v; want [%+v]", r, err, next)
 	}
-	if v := faultVersion(t, direct, mj.L.Item(c.Index)); v != protocol.OpenVersion(c.Attempt+1) {
-		t.Fatalf("item version after Release = %d, want %d (turn %d open)", v, protocol.OpenVersion(c.Attempt+1), c.Attempt+1)
+	if v := faultTurns(t, direct, mj.L.Item(c.Index)); v != protocol.OpenVersion(c.Attempt+1) {
+		t.Fatalf("item's turn count after Release = %d, want %d (turn %d open)", v, protocol.OpenVersion(c.Attempt+1), c.Attempt+1)
 	}
 	again, err := wj.Take(t.Context(), s, lease)
 	if err != nil {

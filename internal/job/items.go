@@ -36,7 +36,8 @@ type Claim struct {
 // the worker started with, is gone by then, so the lease is refused
 // (ErrTimerLost). The transaction also moves the item's version from
 // "open" to "leased" (protocol.TurnOf), so a turn is leased at most once
-// and a vanished worker is always charged.
+// and a vanished worker is always charged. A fresh item's first lease
+// creates its turn node: a queued item has no znode of its own.
 func (j *Job) Take(ctx context.Context, spec protocol.Job, lease protocol.Lease) (Claim, error) {
 	lease.V = protocol.Version
 	if err := j.withinBudget(spec); err != nil {
@@ -141,23 +142,28 @@ func (j *Job) takeRetry(ctx context.Context, spec protocol.Job, lease protocol.L
 // instead (for a new ticket, or the next entry) would leave this live
 // session holding a lease nobody works on, and the job would never end.
 func (j *Job) claim(ctx context.Context, t protocol.Turn, lease protocol.Lease, fromRetry bool) (Claim, error) {
-	var (
-		data []byte
-		st   *zk.Stat
-	)
-	err := retry(ctx, func() (err error) { data, st, err = j.conn.Get(j.L.Item(t.Index)); return })
+	open := protocol.OpenVersion(t.Attempt)
+	if fromRetry {
+		// A fresh ticket's turn needs no look: creating the turn node
+		// fails if another took it. A retry entry may be stale.
+		n, err := j.turnCount(ctx, t.Index)
+		if err != nil {
+			return Claim{}, err
+		}
+		if n != open {
+			return Claim{}, j.dropStale(t, fromRetry)
+		}
+	}
+	data, err := j.item(ctx, t.Index)
 	if errors.Is(err, zk.ErrNoNode) {
 		return Claim{}, j.gone(err)
 	}
 	if err != nil {
-		return Claim{}, fmt.Errorf("reading item %d: %w", t.Index, err)
-	}
-	if st.Version != protocol.OpenVersion(t.Attempt) {
-		return Claim{}, j.dropStale(t, fromRetry)
+		return Claim{}, err
 	}
 	ops := []any{
 		&zk.CheckVersionRequest{Path: j.L.Timer(lease.Timer), Version: -1},
-		&zk.SetDataRequest{Path: j.L.Item(t.Index), Data: data, Version: protocol.OpenVersion(t.Attempt)},
+		j.advanceTurn(t.Index, open),
 		&zk.CreateRequest{Path: j.L.Lease(t), Data: protocol.Encode(lease), Acl: j.acl, Flags: zk.FlagEphemeral},
 	}
 	if fromRetry {
@@ -256,7 +262,7 @@ func (j *Job) Record(ctx context.Context, c Claim, r protocol.Result) error {
 		// any later requeue of this turn fail: a master that decided the
 		// item was orphaned just before this result landed cannot hand it
 		// out a second time.
-		&zk.SetDataRequest{Path: j.L.Item(c.Index), Data: c.Data, Version: protocol.LeasedVersion(c.Attempt)},
+		j.advanceTurn(c.Index, protocol.LeasedVersion(c.Attempt)),
 		&zk.DeleteRequest{Path: j.L.Lease(c.Turn), Version: 0},
 		&zk.CreateRequest{Path: j.L.Result(c.Index, r.Outcome), Data: protocol.Encode(r), Acl: j.acl},
 		&zk.SetDataRequest{Path: j.L.Done(), Version: -1},
@@ -336,7 +342,7 @@ func (j *Job) Abandon(ctx context.Context, c Claim) error {
 func (j *Job) endTurn(ctx context.Context, c Claim, more ...any) error {
 	ops := []any{&zk.DeleteRequest{Path: j.L.Lease(c.Turn), Version: 0}}
 	if len(more) > 0 {
-		ops = append(ops, &zk.SetDataRequest{Path: j.L.Item(c.Index), Data: c.Data, Version: protocol.LeasedVersion(c.Attempt)})
+		ops = append(ops, j.advanceTurn(c.Index, protocol.LeasedVersion(c.Attempt)))
 		ops = append(ops, more...)
 	}
 	repeated := false

@@ -83,6 +83,10 @@ type Job struct {
 	named sync.Map
 	// origins caches each bucket's origins (originOf).
 	origins sync.Map
+	// buckets caches item bucket records, chunks the last chunks read
+	// (item): neither changes once the job is ready.
+	buckets sync.Map
+	chunks  chunkCache
 }
 
 // LocalClock reports whether the last ages were measured by this host's

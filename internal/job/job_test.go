@@ -49,13 +49,17 @@ func workerLease(t testing.TB, j *job.Job, id string) protocol.Lease {
 }
 
 // itemVersion reads item index's data version directly.
-func itemVersion(t *testing.T, conn *zk.Conn, j *job.Job, index int) int32 {
+// itemTurns reads an item's turn count (protocol.TurnCount).
+func itemTurns(t *testing.T, conn *zk.Conn, j *job.Job, index int) int32 {
 	t.Helper()
-	_, st, err := conn.Exists(j.L.Item(index))
-	if err != nil || st == nil {
+	ok, st, err := conn.Exists(j.L.Item(index))
+	if err != nil {
 		t.Fatalf("reading item %d: %v", index, err)
 	}
-	return st.Version
+	if !ok {
+		return protocol.TurnCount(false, 0)
+	}
+	return protocol.TurnCount(true, st.Version)
 }
 
 func hasResult(t *testing.T, j *job.Job, index int) bool {
@@ -162,10 +166,11 @@ func TestJobLifecycle(t *testing.T) {
 		t.Fatalf("result of item 7 = %+v %q %v", res, item, err)
 	}
 
-	// No znode of the job has more children than a bucket.
+	// No znode of the job has more children than a bucket: an item
+	// bucket's turn nodes and its chunk.
 	for _, p := range []string{j.L.Items(), j.L.ItemBucket(0), j.L.ResultBucket(1), j.L.Root} {
 		_, st, err := conn.Exists(p)
-		if err != nil || st.NumChildren > protocol.BucketSize {
+		if err != nil || st.NumChildren > protocol.BucketSize+1 {
 			t.Errorf("%s: %d children, err %v", p, st.NumChildren, err)
 		}
 	}
@@ -226,8 +231,8 @@ func TestLeaseLostWithSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Leasing moved the item's version from open to leased.
-	if v := itemVersion(t, conn, j, c.Index); v != protocol.LeasedVersion(1) {
-		t.Fatalf("item version after the lease = %d, want %d", v, protocol.LeasedVersion(1))
+	if v := itemTurns(t, conn, j, c.Index); v != protocol.LeasedVersion(1) {
+		t.Fatalf("item's turn count after the lease = %d, want %d", v, protocol.LeasedVersion(1))
 	}
 	wconn.Close()
 
@@ -267,8 +272,8 @@ func TestLeaseLostWithSession(t *testing.T) {
 	if err := j.Record(t.Context(), again, protocol.Result{Outcome: protocol.OK}); err != nil {
 		t.Fatal(err)
 	}
-	if v := itemVersion(t, conn, j, c.Index); v != protocol.OpenVersion(3) {
-		t.Fatalf("item version after the result of attempt 2 = %d, want %d", v, protocol.OpenVersion(3))
+	if v := itemTurns(t, conn, j, c.Index); v != protocol.OpenVersion(3) {
+		t.Fatalf("item's turn count after the result of attempt 2 = %d, want %d", v, protocol.OpenVersion(3))
 	}
 	// A stale attempt cannot record over the new one.
 	if err := j.Record(t.Context(), c, protocol.Result{Outcome: protocol.OK}); err == nil {

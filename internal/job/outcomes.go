@@ -1,6 +1,7 @@
 package job
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -46,10 +47,9 @@ func (j *Job) Requeue(t protocol.Turn, charged int) error {
 // and keeps its number. A late lease by the ticket's holder makes the
 // entry stale, and the worker who finds it so deletes it.
 func (j *Job) Reoffer(t protocol.Turn) error {
-	_, err := j.multi(
-		&zk.CheckVersionRequest{Path: j.L.Item(t.Index), Version: protocol.OpenVersion(t.Attempt)},
-		&zk.CreateRequest{Path: j.L.RetryEntry(t), Acl: j.acl},
-	)
+	ops := append(j.checkTurn(t.Index, protocol.OpenVersion(t.Attempt)),
+		&zk.CreateRequest{Path: j.L.RetryEntry(t), Acl: j.acl})
+	_, err := j.multi(ops...)
 	return j.staleOr(t.Index, t.Attempt, "handing out again", err)
 }
 
@@ -60,19 +60,19 @@ func (j *Job) RecordLost(t protocol.Turn, leased bool, reason string) error {
 	return j.RecordFor(t, leased, protocol.Result{Outcome: protocol.Lost, Exit: -1, Reason: reason})
 }
 
-// moveOn bumps item index's version from version, with more operations in
-// the same transaction.
+// moveOn moves item index's turn count on from version, with more
+// operations in the same transaction.
 func (j *Job) moveOn(index int, version int32, more ...any) error {
 	return j.moveOnWith(index, version, func([]byte) []any { return more })
 }
 
 // moveOnWith is moveOn with operations that need the item's text.
 func (j *Job) moveOnWith(index int, version int32, more func(item []byte) []any) error {
-	data, _, err := j.conn.Get(j.L.Item(index))
+	data, err := j.item(context.Background(), index)
 	if err != nil {
 		return fmt.Errorf("reading item %d: %w", index, err)
 	}
-	ops := append([]any{&zk.SetDataRequest{Path: j.L.Item(index), Data: data, Version: version}}, more(data)...)
+	ops := append([]any{j.advanceTurn(index, version)}, more(data)...)
 	attempt, _ := protocol.TurnOf(version)
 	_, err = j.multi(ops...)
 	return j.staleOr(index, attempt, "moving on", err)
@@ -92,13 +92,10 @@ func (j *Job) staleOr(index, attempt int, doing string, err error) error {
 // whether that turn was leased.
 func (j *Job) ItemTurn(index int) (attempt int, leased bool, err error) {
 	st, err := j.stat(j.L.Item(index))
-	if err == nil && st == nil {
-		err = zk.ErrNoNode
-	}
 	if err != nil {
 		return 0, false, fmt.Errorf("reading item %d: %w", index, err)
 	}
-	attempt, leased = protocol.TurnOf(st.Version)
+	attempt, leased = protocol.TurnOf(protocol.TurnCount(st != nil, statVersion(st)))
 	return attempt, leased, nil
 }
 
@@ -154,7 +151,7 @@ func (j *Job) ResultOf(o Outcome) (protocol.Result, []byte, error) {
 			}
 			return err
 		},
-		func() (err error) { item, _, err = j.conn.Get(j.L.Item(o.Index)); return },
+		func() (err error) { item, err = j.ItemText(context.Background(), o.Index); return },
 	)
 	if err != nil {
 		return r, nil, fmt.Errorf("reading the result of item %d: %w", o.Index, err)
@@ -166,4 +163,11 @@ func (j *Job) ResultOf(o Outcome) (protocol.Result, []byte, error) {
 		r = protocol.Result{Outcome: o.Outcome, Exit: -1, Reason: fmt.Sprintf("its result record %s is unreadable: %v", p, decodeErr)}
 	}
 	return r, item, nil
+}
+
+func statVersion(st *zk.Stat) int32 {
+	if st == nil {
+		return 0
+	}
+	return st.Version
 }

@@ -82,7 +82,7 @@ func (j *Job) presentBuckets(ctx context.Context, dir string) ([]int, error) {
 // Rows reads every item whose outcome want accepts, in the job's order:
 // one listing per bucket, and one or two reads per row. Items without a
 // result are listed (as Unfinished) only when want accepts that, which
-// costs a listing of the item buckets.
+// costs two reads per item bucket (its record and last chunk).
 func (j *Job) Rows(ctx context.Context, want func(protocol.Outcome) bool) ([]Row, error) {
 	outcomes, err := j.sealedOutcomes(ctx)
 	if err != nil {
@@ -131,22 +131,60 @@ func (j *Job) unfinished(ctx context.Context, outcomes []Outcome) ([]Outcome, er
 	}
 	var out []Outcome
 	for _, b := range buckets {
-		names, _, err := j.conn.Children(j.L.ItemBucket(b))
-		if err != nil && !errors.Is(err, zk.ErrNoNode) {
-			return nil, j.listErr(j.L.ItemBucket(b), err)
+		open, err := j.openIn(ctx, b, done)
+		if err != nil {
+			return nil, err
 		}
-		for _, n := range names {
-			i, err := protocol.ParseItemName(n)
-			if err != nil {
-				j.unreadable(j.L.ItemBucket(b)+"/"+n, err)
-				continue
-			}
-			if !done[i] {
-				out = append(out, Outcome{Index: i, Outcome: protocol.Unfinished})
-			}
+		for _, i := range open {
+			out = append(out, Outcome{Index: i, Outcome: protocol.Unfinished})
 		}
 	}
 	return out, nil
+}
+
+// openIn lists the items of item bucket b without a result: as its
+// record says, once the job is sealed; else those not done.
+func (j *Job) openIn(ctx context.Context, b int, done map[int]bool) ([]int, error) {
+	ib, err := j.itemBucket(ctx, b)
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(ib.Unfinished) > 0 {
+		return ib.Unfinished, nil
+	}
+	n, err := j.bucketLen(ctx, b)
+	var open []int
+	for i := b * protocol.BucketSize; i < b*protocol.BucketSize+n; i++ {
+		if !done[i] {
+			open = append(open, i)
+		}
+	}
+	return open, err
+}
+
+// bucketLen counts the items of item bucket b from its chunks: a sealed
+// job's record says how many items it had, but a bucket read here may be
+// one a seal is about to delete. Zero for a bucket already gone.
+func (j *Job) bucketLen(ctx context.Context, b int) (int, error) {
+	ib, err := j.itemBucket(ctx, b)
+	if errors.Is(err, zk.ErrNoNode) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	last := ib.Chunks[len(ib.Chunks)-1]
+	items, err := j.chunk(ctx, last)
+	if errors.Is(err, zk.ErrNoNode) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return last - b*protocol.BucketSize + len(items), nil
 }
 
 // Row reads one item's row: its result (if o has one) and its text.
@@ -168,8 +206,8 @@ func (j *Job) Row(o Outcome) (Row, error) {
 		Started: time.UnixMilli(st.Ctime - r.DurationMillis)}
 	if row.Item == nil {
 		// Results of ok items leave the text to the item.
-		if row.Item, _, err = j.conn.Get(j.L.Item(o.Index)); err != nil && !errors.Is(err, zk.ErrNoNode) {
-			return Row{}, fmt.Errorf("reading item %d: %w", o.Index, err)
+		if row.Item, err = j.ItemText(context.Background(), o.Index); err != nil {
+			return Row{}, err
 		}
 	}
 	row.Origin, err = j.originOf(o.Index, j.L.ResultBucket(protocol.Bucket(o.Index)))
@@ -180,11 +218,16 @@ func (j *Job) Row(o Outcome) (Row, error) {
 }
 
 func (j *Job) unfinishedRow(index int) (Row, error) {
-	data, st, err := j.conn.Get(j.L.Item(index))
+	ctx := context.Background()
+	data, err := j.item(ctx, index)
 	if err != nil {
 		return Row{}, fmt.Errorf("reading item %d: %w", index, err)
 	}
-	attempt, leased := protocol.TurnOf(st.Version)
+	n, err := j.turnCount(ctx, index)
+	if err != nil {
+		return Row{}, err
+	}
+	attempt, leased := protocol.TurnOf(n)
 	if !leased {
 		attempt-- // the open turn has not run
 	}

@@ -116,6 +116,9 @@ func (j *Job) prune(ctx context.Context, spec protocol.Job, outcomes []Outcome) 
 			return fmt.Errorf("sealing %s: %w", j.L.Root, err)
 		}
 	}
+	if err := j.noteUnfinished(ctx, spec, outcomes); err != nil {
+		return fmt.Errorf("sealing %s: %w", j.L.Root, err)
+	}
 	var gone []string
 	kept := make(map[int]bool) // result buckets with a result kept
 	resulted := make(map[int]int)
@@ -132,20 +135,92 @@ func (j *Job) prune(ctx context.Context, spec protocol.Job, outcomes []Outcome) 
 	if err := j.deleteAll(gone); err != nil {
 		return fmt.Errorf("sealing %s: %w", j.L.Root, err)
 	}
-	var buckets []string
+	var buckets, chunks []string
 	for b := range protocol.Buckets(spec.Items) {
 		if !kept[b] {
 			buckets = append(buckets, j.L.ResultBucket(b))
 		}
 		if resulted[b] == protocol.BucketLen(spec.Items, b) {
+			gone, err := j.chunksOf(ctx, b)
+			if err != nil {
+				return fmt.Errorf("sealing %s: %w", j.L.Root, err)
+			}
+			chunks = append(chunks, gone...)
 			buckets = append(buckets, j.L.ItemBucket(b))
 		}
+	}
+	if err := j.deleteAll(chunks); err != nil {
+		return fmt.Errorf("sealing %s: %w", j.L.Root, err)
 	}
 	if err := j.pruneAttempts(ctx, outcomes); err != nil {
 		return err
 	}
 	j.deleteIfEmpty(append(buckets, j.L.Stats()))
 	return nil
+}
+
+// noteUnfinished writes into each item bucket that keeps items without a
+// result which those are: the chunks keep every item's bytes, and once
+// the ok results and the turn nodes are pruned nothing else would say.
+// A bucket noted already (a seal repeated) is left as it was, since its
+// ok results may be gone by now.
+func (j *Job) noteUnfinished(ctx context.Context, spec protocol.Job, outcomes []Outcome) error {
+	resulted := make(map[int]bool, len(outcomes))
+	for _, o := range outcomes {
+		resulted[o.Index] = true
+	}
+	var fns []func() error
+	for b := range protocol.Buckets(spec.Items) {
+		lo := b * protocol.BucketSize
+		var open []int
+		for i := lo; i < lo+protocol.BucketLen(spec.Items, b); i++ {
+			if !resulted[i] {
+				open = append(open, i)
+			}
+		}
+		if len(open) > 0 {
+			fns = append(fns, func() error { return j.markUnfinished(ctx, b, open) })
+		}
+	}
+	return parallel(fillPipelined, fns...)
+}
+
+func (j *Job) markUnfinished(ctx context.Context, b int, open []int) error {
+	ib, err := j.itemBucket(ctx, b)
+	if errors.Is(err, zk.ErrNoNode) || (err == nil && len(ib.Unfinished) > 0) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ib.Unfinished = open
+	data := protocol.Encode(ib)
+	err = retry(ctx, func() error { _, err := j.conn.Set(j.L.ItemBucket(b), data, -1); return err })
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil // pruned by an earlier seal: every item had a result
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", j.L.ItemBucket(b), err)
+	}
+	j.buckets.Store(j.L.ItemBucket(b), ib)
+	return nil
+}
+
+// chunksOf lists the chunks of item bucket b, from its record: none for
+// a bucket already gone (a seal repeated).
+func (j *Job) chunksOf(ctx context.Context, b int) ([]string, error) {
+	ib, err := j.itemBucket(ctx, b)
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, c := range ib.Chunks {
+		out = append(out, j.L.Chunk(c))
+	}
+	return out, nil
 }
 
 // pruneAttempts deletes the attempt records of the items that ended ok,

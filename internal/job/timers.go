@@ -1,6 +1,7 @@
 package job
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path"
@@ -224,7 +225,7 @@ func (j *Job) AttachWork(timers []TimerState) error {
 		t := &timers[k]
 		t.Item, t.Attempt = turn.Index, turn.Attempt
 		fns = append(fns, func() error {
-			b, _, err := j.conn.Get(j.L.Item(turn.Index))
+			b, err := j.item(context.Background(), turn.Index)
 			if err == nil {
 				t.Label = protocol.Label(b)
 			}

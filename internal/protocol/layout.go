@@ -28,7 +28,12 @@ import (
 // removing it, leaving the results of the items that did not succeed
 // (which now carry the item's text and the end of its error output).
 // A version 2 worker would wait for ever on a sealed job.
-const Version = 3
+//
+// Version 4 packs the items' bytes many to a znode (chunks, see Chunk) and
+// creates an item's own znode, its turn node, only when the item is first
+// leased: a queued item costs the ensemble its bytes, not a znode. A
+// version 3 worker would find no items to lease.
+const Version = 4
 
 // BucketSize is how many items (and results) share one parent znode.
 // Java clients (zkCli, Curator) cannot list a node whose child list is
@@ -245,7 +250,8 @@ func ParseBucketName(name string) (int, error) {
 }
 
 // OwnName reports whether name is one the protocol gives some node of a
-// job: a fixed child, a bucket, an item, a result, a turn or a timer.
+// job: a fixed child, a bucket, an item, a chunk, a result, a turn or a
+// timer.
 func OwnName(name string) bool {
 	switch name {
 	case itemsDir, resultsDir, leasesDir, retryDir, timersDir, cursorNode, doneNode,
@@ -257,10 +263,11 @@ func OwnName(name string) bool {
 	}
 	_, errB := ParseBucketName(name)
 	_, errI := ParseItemName(name)
+	_, errC := ParseChunkName(name)
 	_, _, errR := ParseResultName(name)
 	_, errT := ParseTurn(name)
 	_, _, errA := ParseAttemptName(name)
-	return errB == nil || errI == nil || errR == nil || errT == nil || errA == nil
+	return errB == nil || errI == nil || errC == nil || errR == nil || errT == nil || errA == nil
 }
 
 // ParseItemName reads an item's child name in its bucket.
@@ -275,8 +282,33 @@ func ParseItemName(name string) (int, error) {
 // ItemBucket is the parent of item bucket b.
 func (l Layout) ItemBucket(b int) string { return l.Items() + "/" + bucketName(b) }
 
-// Item is the znode holding item index's bytes.
+// Item is item index's turn node: created when the item is first leased,
+// empty, its data version saying where its current turn is (TurnCount).
+// The item's bytes are in its chunk.
 func (l Layout) Item(index int) string { return l.ItemBucket(Bucket(index)) + "/" + indexName(index) }
+
+// Chunk is the znode holding the bytes of the items from index first to
+// the next chunk of its bucket (EncodeChunk).
+func (l Layout) Chunk(first int) string {
+	return l.ItemBucket(Bucket(first)) + "/" + chunkPrefix + indexName(first)
+}
+
+// chunkPrefix keeps a chunk's name apart from the turn nodes beside it.
+const chunkPrefix = "c-"
+
+// ParseChunkName reads a chunk's child name in its bucket: the index of
+// its first item.
+func ParseChunkName(name string) (int, error) {
+	rest, ok := strings.CutPrefix(name, chunkPrefix)
+	if !ok {
+		return 0, fmt.Errorf("%q is not a chunk name", name)
+	}
+	i, err := ParseItemName(rest)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a chunk name", name)
+	}
+	return i, nil
+}
 
 // ResultBucket is the parent of result bucket b.
 func (l Layout) ResultBucket(b int) string { return l.Results() + "/" + bucketName(b) }
@@ -316,8 +348,9 @@ func ParseResultName(name string) (int, Outcome, error) {
 // worker vanished. A ticket lost in a dropped reply is handed out again
 // without a charge, so a ZooKeeper failover never makes an item lost.
 //
-// The item's data version records where its current turn is (OpenVersion,
-// LeasedVersion): every lease, result and requeue is a transaction on it.
+// The item's turn count records where its current turn is (OpenVersion,
+// LeasedVersion): every lease, result and requeue is a transaction on its
+// turn node.
 type Turn struct {
 	Index   int
 	Attempt int
@@ -332,21 +365,35 @@ func (t Turn) Name() string {
 	return indexName(t.Index) + "-" + strconv.Itoa(t.Attempt) + "-" + strconv.Itoa(t.Charged)
 }
 
-// OpenVersion is the item's data version while turn attempt is waiting for
+// OpenVersion is the item's turn count while turn attempt is waiting for
 // a worker.
 func OpenVersion(attempt int) int32 { return int32(2 * (attempt - 1)) }
 
-// LeasedVersion is the item's data version once turn attempt was leased.
-// Leasing bumps the version, so a lease name is used at most once, and the
-// version alone tells whether a turn ever ran: a worker that vanished
-// while no master watched is charged like any other.
+// LeasedVersion is the item's turn count once turn attempt was leased.
+// Leasing bumps the count, so a lease name is used at most once, and the
+// count alone tells whether a turn ever ran: a worker that vanished while
+// no master watched is charged like any other.
 func LeasedVersion(attempt int) int32 { return int32(2*attempt - 1) }
 
-// TurnOf reads an item's data version: the attempt its current turn is on,
+// TurnOf reads an item's turn count: the attempt its current turn is on,
 // and whether that turn was leased.
 func TurnOf(version int32) (attempt int, leased bool) {
 	return int(version)/2 + 1, version%2 == 1
 }
+
+// TurnCount is an item's turn count: 0 while its turn node does not exist
+// (turn 1 open, no ZooKeeper state for a queued item), else the node's
+// data version plus one. Creating the node is the count's first step.
+func TurnCount(exists bool, dataVersion int32) int32 {
+	if !exists {
+		return 0
+	}
+	return dataVersion + 1
+}
+
+// NodeVersion is the data version of an item's turn node at turn count n
+// (n >= 1: the node exists).
+func NodeVersion(n int32) int32 { return n - 1 }
 
 // Lease is the path of the ephemeral lease of a turn.
 func (l Layout) Lease(t Turn) string { return l.Leases() + "/" + t.Name() }

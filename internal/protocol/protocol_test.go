@@ -351,14 +351,14 @@ func TestJobRecord(t *testing.T) {
 
 func TestDecodeJobRefuses(t *testing.T) {
 	// Versions 1 and 2 (the protocols before this one), a future version, none.
-	for _, b := range []string{`{"protocol":1,"state":"ready","items":1}`, `{"protocol":2,"state":"ready","items":1}`, `{"protocol":4,"state":"ready","items":1}`, `{"protocol":0}`, `{"state":"ready"}`} {
+	for _, b := range []string{`{"protocol":1,"state":"ready","items":1}`, `{"protocol":3,"state":"ready","items":1}`, `{"protocol":5,"state":"ready","items":1}`, `{"protocol":0}`, `{"state":"ready"}`} {
 		_, err := protocol.DecodeJob([]byte(b))
 		if !errors.Is(err, protocol.ErrUnknownVersion) || errors.Is(err, protocol.ErrNotAJob) {
 			t.Errorf("DecodeJob(%s) = %v, want ErrUnknownVersion", b, err)
 		}
 	}
-	if _, err := protocol.DecodeJob([]byte(`{"protocol":4}`)); err == nil || !strings.Contains(err.Error(), "4") {
-		t.Errorf("DecodeJob of version 4: %v; want the error to name the version", err)
+	if _, err := protocol.DecodeJob([]byte(`{"protocol":5}`)); err == nil || !strings.Contains(err.Error(), "5") {
+		t.Errorf("DecodeJob of version 5: %v; want the error to name the version", err)
 	}
 	// A parent znode (no data), or someone else's node.
 	for _, b := range []string{"", "hello", "{", "[1,2]", `{"protocol":"one"}`} {
@@ -407,7 +407,7 @@ func TestDecodeRecordsRefuse(t *testing.T) {
 		"abort":  func(b []byte) error { _, err := protocol.DecodeAbort(b); return err },
 	}
 	for kind, decode := range decoders {
-		for _, b := range []string{`{"v":2}`, `{"v":4}`, `{"v":0}`, `{}`, `{"v":2,"reason":"x","id":"y"}`, `{"v":4,"reason":"x","id":"y"}`} {
+		for _, b := range []string{`{"v":3}`, `{"v":5}`, `{"v":0}`, `{}`, `{"v":3,"reason":"x","id":"y"}`, `{"v":5,"reason":"x","id":"y"}`} {
 			if err := decode([]byte(b)); !errors.Is(err, protocol.ErrUnknownVersion) {
 				t.Errorf("decoding a %s from %s: %v, want ErrUnknownVersion", kind, b, err)
 			}

@@ -52,6 +52,7 @@ var steps = []step{
 	{"loop", "one looping worker vs Kazoo LockingQueue", (*env).loop},
 	{"pool", "a pool of looping workers vs raw concurrent creates", (*env).pool},
 	{"idle", "idle supervision cost: CPU, RSS, writes", (*env).idle},
+	{"heap", "ZooKeeper heap per queued item vs one znode per item", (*env).heap},
 	{"consume", "consume rate from a large queue vs a small one", (*env).consume},
 	{"scale", "a large job worked by many concurrent workers and reported (opt-in: -only scale)", (*env).scale},
 }
@@ -74,6 +75,8 @@ type sizes struct {
 	Small           int           // items in the small queue
 	Consumes        int           // consumes from each queue
 	FallbackBig     int           // large queue on a fresh server when Big does not fit; 0: none
+	HeapItems       int           // items of the heap step's job
+	HeapRawItems    int           // znodes of the heap step's baseline
 	KazooBig        int           // items queued for Kazoo's large-queue run
 	KazooBigConsume int           // items consumed in that run
 	Idle            time.Duration // measured window of each idle run
@@ -87,14 +90,14 @@ var (
 	full = sizes{
 		Fill: 100_000, FillReps: 3, Runs: 50, ExitRuns: 10, LoopItems: 2000,
 		PoolItems: 4000, Workers: 16, RawCreates: 20_000, Big: 1_000_000, Small: 1000,
-		Consumes: 1000, FallbackBig: 250_000, KazooBig: 20_000, KazooBigConsume: 200,
+		Consumes: 1000, FallbackBig: 250_000, HeapItems: 1_000_000, HeapRawItems: 100_000, KazooBig: 20_000, KazooBigConsume: 200,
 		Idle: time.Minute, IdleTimer: 30 * time.Second, SettleDelay: 2 * time.Second,
 		ScaleItems: 1_000_000, ScaleWorkers: 1000,
 	}
 	quick = sizes{
 		Fill: 10_000, FillReps: 1, Runs: 10, ExitRuns: 3, LoopItems: 200,
 		PoolItems: 400, Workers: 16, RawCreates: 2000, Big: 20_000, Small: 1000,
-		Consumes: 200, FallbackBig: 10_000, KazooBig: 2000, KazooBigConsume: 50,
+		Consumes: 200, FallbackBig: 10_000, HeapItems: 100_000, HeapRawItems: 20_000, KazooBig: 2000, KazooBigConsume: 50,
 		Idle: 5 * time.Second, IdleTimer: 4 * time.Second, SettleDelay: time.Second,
 		ScaleItems: 20_000, ScaleWorkers: 100,
 	}
@@ -163,6 +166,8 @@ func run() int {
 	flag.IntVar(&sz.Big, "big", 0, "items in the large queue (default 1000000; 20000 with -quick)")
 	flag.IntVar(&sz.Small, "small", 0, "items in the small queue (default 1000)")
 	flag.IntVar(&sz.Consumes, "consumes", 0, "consumes measured from each queue (default 1000; 200 with -quick)")
+	flag.IntVar(&sz.HeapItems, "heap-items", 0, "items of the heap step's job (default 1000000; 100000 with -quick)")
+	flag.IntVar(&sz.HeapRawItems, "heap-raw-items", 0, "one-znode-per-item baseline of the heap step (default 100000; 20000 with -quick)")
 	flag.IntVar(&sz.FallbackBig, "fallback-big", -1, "if the large queue does not fit in ZooKeeper's heap, restart it and use this many items instead; 0 gives up (default 250000; 10000 with -quick)")
 	flag.IntVar(&sz.KazooBig, "kazoo-big", 0, "items queued for Kazoo's large-queue run; at most -loop-items skips it (default 20000; 2000 with -quick)")
 	flag.IntVar(&sz.KazooBigConsume, "kazoo-big-consume", 0, "items Kazoo consumes from its large queue (default 200; 50 with -quick)")
@@ -439,6 +444,8 @@ func withPreset(sz, p sizes) sizes {
 	set(&sz.KazooBigConsume, p.KazooBigConsume)
 	set(&sz.ScaleItems, p.ScaleItems)
 	set(&sz.ScaleWorkers, p.ScaleWorkers)
+	set(&sz.HeapItems, p.HeapItems)
+	set(&sz.HeapRawItems, p.HeapRawItems)
 	if sz.FallbackBig < 0 {
 		sz.FallbackBig = p.FallbackBig
 	}
