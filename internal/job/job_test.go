@@ -332,6 +332,9 @@ func TestTakeNeedsLiveTimer(t *testing.T) {
 	if err := j.Reoffer(turn); err != nil {
 		t.Fatal(err)
 	}
+	if ok, _, err := conn.Exists(j.L.Item(1)); err != nil || ok {
+		t.Fatalf("Reoffer left a turn node (%v): checking that the item was never leased must not create one", err)
+	}
 	if err := j.Reoffer(turn); !errors.Is(err, job.ErrStale) {
 		t.Fatalf("second Reoffer: %v, want ErrStale", err)
 	}
@@ -339,6 +342,11 @@ func TestTakeNeedsLiveTimer(t *testing.T) {
 	got, err := j.Take(t.Context(), s, lease)
 	if err != nil || got.Turn != turn || string(got.Data) != "item-1" {
 		t.Fatalf("Take = %+v, %v; want turn %+v", got, err, turn)
+	}
+	// A master that still thinks the turn never ran is refused: it was
+	// leased meanwhile.
+	if err := j.Reoffer(turn); !errors.Is(err, job.ErrStale) {
+		t.Fatalf("Reoffer of a leased turn: %v, want ErrStale", err)
 	}
 	if r, err := j.Retries(); err != nil || len(r) != 0 {
 		t.Fatalf("retry list after the take = %v, %v; want it empty", r, err)
