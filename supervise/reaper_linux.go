@@ -71,8 +71,10 @@ import (
 var procs registry
 
 // reapBackstop is how often the reaper looks for zombies without being
-// told of one. SIGCHLD, and the wake-up after each cmd.Wait, should be
-// enough; this only bounds the damage of a case not thought of.
+// told of one. SIGCHLD (while we may have adopted children, see loop),
+// and the wake-up after each cmd.Wait, should be enough; this only bounds
+// the damage of a case not thought of, and how long an orphan that exits
+// while its command still runs stays a zombie.
 const reapBackstop = 5 * time.Second
 
 // killRounds bounds how many times a stop re-reads the process table to
@@ -157,9 +159,20 @@ func (c *Child) forget() {
 	}
 }
 
+// loop reaps on every wake-up. It listens for SIGCHLD only while we may
+// have adopted children: with none, every SIGCHLD is a leader's, which
+// os/exec waits for and forget wakes us after anyway, and a subscription
+// would wake the signal-handling goroutine at every command's exit, just
+// as the command's own relay subscription is stopped: signal.Stop then
+// spins until that goroutine is idle again, which for a loop over short
+// commands cost more than the rest of a start. An orphan adopted while
+// its command runs, and exiting before the command does, is reaped when
+// the command exits (forget), or at the latest by the backstop. Without
+// a children file in /proc, we may always have adopted children: SIGCHLD
+// is then listened for throughout.
 func (r *registry) loop() {
 	sigchld := make(chan os.Signal, 1)
-	signal.Notify(sigchld, syscall.SIGCHLD)
+	watching := false
 	t := time.NewTicker(reapBackstop)
 	defer t.Stop()
 	for {
@@ -169,7 +182,24 @@ func (r *registry) loop() {
 		case <-t.C:
 		}
 		r.reap()
+		if want := r.mayHaveAdopted(); want != watching {
+			watching = want
+			if !want {
+				signal.Stop(sigchld)
+				continue
+			}
+			signal.Notify(sigchld, syscall.SIGCHLD)
+			// One that exited before the subscription sent no signal here.
+			r.reap()
+		}
 	}
+}
+
+// mayHaveAdopted reports whether we may have a child that is not a leader.
+func (r *registry) mayHaveAdopted() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.otherChildrenLocked()
 }
 
 // reap waits for the adopted children that have exited.

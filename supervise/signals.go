@@ -3,6 +3,7 @@ package supervise
 import (
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 )
 
@@ -36,7 +37,8 @@ var absorbedSignals = []os.Signal{syscall.SIGPIPE, syscall.SIGXFSZ}
 
 // catchSignals subscribes to the signals to relay. It returns the channel
 // they arrive on (nil if none), the set to relay, and the function that
-// ends the subscription.
+// ends the subscription. While signals are held (HoldSignals) the
+// subscription to the relayed ones is one kept from the previous child.
 func (c *Child) catchSignals(cfg Config) (<-chan os.Signal, map[os.Signal]bool, func()) {
 	list := cfg.Signals
 	if list == nil {
@@ -51,23 +53,40 @@ func (c *Child) catchSignals(cfg Config) (<-chan os.Signal, map[os.Signal]bool, 
 	if cfg.sigs != nil {
 		return cfg.sigs, relay, func() {}
 	}
-	var catch []os.Signal
-	for s := range relay {
-		catch = append(catch, s)
-	}
+	var absorbed []os.Signal
 	for _, s := range absorbedSignals {
 		if !relay[s] && !signal.Ignored(s) {
-			catch = append(catch, s)
+			absorbed = append(absorbed, s)
 		}
 	}
-	if len(catch) == 0 {
-		return nil, relay, func() {}
+	var (
+		ch    <-chan os.Signal
+		stops []func()
+	)
+	if len(absorbed) > 0 {
+		// Never relayed, so never held: caught only while a child runs.
+		a := make(chan os.Signal, 1)
+		signal.Notify(a, absorbed...)
+		ch, stops = a, append(stops, func() { signal.Stop(a) })
 	}
-	// Buffered so that a burst (say TERM right after CONT) is not lost
-	// while the relaying goroutine is busy; signal delivery never blocks.
-	ch := make(chan os.Signal, 16)
-	signal.Notify(ch, catch...)
-	return ch, relay, func() { signal.Stop(ch) }
+	if len(relay) > 0 {
+		r := subscribe(sortedSignals(relay))
+		ch, stops = r.ch, append(stops, r.release)
+	}
+	return ch, relay, func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}
+}
+
+func sortedSignals(set map[os.Signal]bool) []os.Signal {
+	out := make([]os.Signal, 0, len(set))
+	for s := range set {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b os.Signal) int { return int(a.(syscall.Signal)) - int(b.(syscall.Signal)) })
+	return out
 }
 
 // forward relays signals until the child has exited.

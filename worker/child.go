@@ -24,6 +24,16 @@ const recordPatience = time.Minute
 // could not start, after giving the item back: it did not run, so it
 // must cost no attempt.
 func (w *Worker) runOne(ctx context.Context, c *job.Claim) (int, error) {
+	status, why, settle := w.runItem(ctx, c, nil)
+	settle()
+	return status, why
+}
+
+// runItem is runOne but for the settling of the result, which it returns
+// for the caller to do, at once or while the next command runs. started,
+// if not nil, is called once the command has started, for what may be
+// done while it runs; it is given the channel closed once it has ended.
+func (w *Worker) runItem(ctx context.Context, c *job.Claim, started func(ended <-chan struct{})) (int, error, func()) {
 	output := w.outputCounter()
 	stderr := supervise.NewTail(w.cfg.KeepStderr)
 	var limit time.Duration
@@ -31,35 +41,38 @@ func (w *Worker) runOne(ctx context.Context, c *job.Claim) (int, error) {
 	if c != nil {
 		limit, limitWhy = w.itemTimeout()
 	}
-	started := time.Now()
+	began := time.Now()
 	child, err := w.startChild(c, output, stderr)
 	if err != nil {
 		w.log.Error("cannot run the command; its item is given back", "err", err)
 		if c != nil {
 			w.giveBack(*c)
 		}
-		return supervise.ExitCodeFor(err), w.cannotStart(c, err)
+		return supervise.ExitCodeFor(err), w.cannotStart(c, err), func() {}
 	}
-	monitorDone := w.monitor(ctx, child, output)
+	if started != nil {
+		started(child.Done())
+	}
+	monitored := w.monitor(ctx, child, output)
 	why, outcome := w.supervise(ctx, child, limit, limitWhy)
-	<-monitorDone
+	monitored()
 	exit := child.Exit()
-	w.logExit(child, exit, started)
+	w.logExit(child, exit, began)
 	if errors.Is(why, errCoordinationLost) {
-		w.abandon(c)
-		return ExitStopped, why
+		return ExitStopped, why, func() { w.abandon(c) }
 	}
-	took := time.Since(started)
+	took := time.Since(began)
 	w.noteTook(took)
+	w.noteRecent(took)
 	res := resultOf(exit, why, outcome, took)
 	if res.Outcome != protocol.OK && c != nil {
 		res.Item, res.Stderr = c.Data, stderr.String()
 	}
-	w.settle(ctx, c, res, why)
+	settle := func() { w.settle(ctx, c, res, why) }
 	if why != nil {
-		return ExitStopped, why
+		return ExitStopped, why, settle
 	}
-	return exit.Status(), nil
+	return exit.Status(), nil, settle
 }
 
 // errCoordinationLost marks a stop after which the worker records nothing.
@@ -112,37 +125,39 @@ func (w *Worker) startChild(c *job.Claim, output *supervise.Counter, stderr *sup
 }
 
 // monitor samples the command's progress and kicks the timer on it, until
-// the command exits or ctx is done; the returned channel closes once it
-// has stopped.
-func (w *Worker) monitor(ctx context.Context, child *supervise.Child, output *supervise.Counter) <-chan struct{} {
+// the command exits or ctx is done. The returned function, called once
+// the command has exited, returns once the sampling has stopped.
+//
+// A command that ends within one sample interval, the common case of a
+// loop over small items, costs no goroutine, no monitor and no scan of
+// /proc: only a timer, stopped before it fires.
+func (w *Worker) monitor(ctx context.Context, child *supervise.Child, output *supervise.Counter) func() {
 	done := make(chan struct{})
-	mctx, stop := context.WithCancel(ctx)
-	mon := supervise.NewMonitor(child.Pid(), supervise.MonitorConfig{
-		Interval: w.cfg.SampleInterval,
-		Kinds:    w.cfg.Progress,
-		Files:    w.cfg.ProgressFiles,
-		KickFile: w.kickFile,
-		Output:   output,
-	})
-	go func() {
+	t := time.AfterFunc(w.cfg.SampleInterval, func() {
 		defer close(done)
+		mctx, stop := context.WithCancel(ctx)
 		defer stop()
-		// A command that ends within one sample interval, the common case
-		// of a loop over small items, never pays for a scan of /proc.
-		select {
-		case <-child.Done():
-			return
-		case <-mctx.Done():
-			return
-		case <-time.After(w.cfg.SampleInterval):
-		}
 		go func() {
-			<-child.Done()
+			select {
+			case <-child.Done():
+			case <-mctx.Done():
+			}
 			stop()
 		}()
+		mon := supervise.NewMonitor(child.Pid(), supervise.MonitorConfig{
+			Interval: w.cfg.SampleInterval,
+			Kinds:    w.cfg.Progress,
+			Files:    w.cfg.ProgressFiles,
+			KickFile: w.kickFile,
+			Output:   output,
+		})
 		_ = mon.Run(mctx, func(supervise.Activity) { w.timer.Progress() })
-	}()
-	return done
+	})
+	return func() {
+		if !t.Stop() {
+			<-done
+		}
+	}
 }
 
 // supervise waits for the command to exit, stopping it when ctx ends for

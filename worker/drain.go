@@ -9,14 +9,33 @@ import (
 
 	"github.com/zkdog/zkdog/internal/job"
 	"github.com/zkdog/zkdog/internal/protocol"
+	"github.com/zkdog/zkdog/supervise"
 )
 
-// drain takes items, one or (with Loop) until none is left.
+// drain takes items, one or (with Loop) until none is left. While a
+// short command runs, the next item may be leased and the previous result
+// recorded meanwhile (see prefetchBelow); every item so held is given
+// back, and every result settled, before drain returns.
 func (w *Worker) drain(ctx context.Context) (Result, error) {
 	lease := protocol.Lease{Timer: w.timer.Name(), ID: w.cfg.ID, Host: w.host, Pid: os.Getpid()}
-	var res Result
+	if w.cfg.Loop {
+		// One subscription to the relayed signals for the whole loop.
+		defer supervise.HoldSignals()()
+	}
+	var (
+		res     Result
+		ahead   *prefetch     // the next item, leased while the last command ran
+		settled chan struct{} // closed once the last result is settled
+	)
+	defer func() {
+		// Nothing held is left leased, and no result unsettled, on any
+		// way out.
+		w.giveBackAhead(ahead)
+		awaitSettled(settled)
+	}()
 	for {
-		c, err := w.next(ctx, lease)
+		c, err := w.nextOf(ctx, lease, ahead, settled)
+		ahead = nil
 		if err == nil && ctx.Err() != nil {
 			// Stopped between taking the item and starting on it.
 			w.giveBack(c)
@@ -54,12 +73,19 @@ func (w *Worker) drain(ctx context.Context) (Result, error) {
 		}
 		w.timer.Progress() // taking an item is progress
 		w.log.Info("took item", "item", c.Index+1, "attempt", c.Attempt, "label", protocol.Label(c.Data))
-		code, why := w.runOne(ctx, &c)
+		overlap := w.mayPrefetch()
+		before := settled
+		code, why, settle := w.runItem(ctx, &c, func(ended <-chan struct{}) {
+			if overlap {
+				ahead = w.prefetch(ctx, lease, before, ended)
+			}
+		})
 		if didNotStart(why) {
 			// Every later item would fail the same way: stop, with the
 			// item given back, rather than fail the whole queue.
 			return res, why
 		}
+		settled = w.settleBehind(settle, overlap, before)
 		res.Ran++
 		if code != 0 {
 			res.Status, res.Stopped = code, why
@@ -68,6 +94,21 @@ func (w *Worker) drain(ctx context.Context) (Result, error) {
 			return res, nil
 		}
 	}
+}
+
+// nextOf is the next item to start: the one leased ahead if there is one,
+// checked again as a fresh take would be; else one taken now, once the
+// last result is settled, as a worker taking one item at a time does.
+func (w *Worker) nextOf(ctx context.Context, lease protocol.Lease, ahead *prefetch, settled chan struct{}) (job.Claim, error) {
+	if c, ok := ahead.claim(); ok {
+		if err := w.checkLifetime(); err != nil {
+			w.giveBack(c)
+			return job.Claim{}, err
+		}
+		return c, nil
+	}
+	awaitSettled(settled)
+	return w.next(ctx, lease)
 }
 
 // next takes the next item; with UntilDone, an empty queue is waited on

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -138,6 +139,11 @@ type Worker struct {
 	// took holds how long the latest commands this worker ran took (with
 	// a Deadline), for expected when the job has no statistics yet.
 	took []time.Duration
+	// recent holds how long its latest prefetchWindow commands took, for
+	// mayPrefetch.
+	recent []time.Duration
+	// baseEnv is what every command's environment starts with.
+	baseEnv []string
 }
 
 // Run does the whole zkdog run. ctx is cancelled, with an
@@ -297,14 +303,18 @@ func (w *Worker) derive() error {
 	return nil
 }
 
+// childEnv is the command's environment: zkdog's own and the worker's,
+// made once (baseEnv), then the item's.
 func (w *Worker) childEnv(c *job.Claim) []string {
-	env := os.Environ()
-	env = append(env,
-		EnvRoot+"="+w.j.L.Root,
-		EnvTimer+"="+w.timer.Path(),
-		EnvID+"="+w.cfg.ID,
-		EnvKickFile+"="+w.kickFile,
-	)
+	if w.baseEnv == nil {
+		w.baseEnv = append(os.Environ(),
+			EnvRoot+"="+w.j.L.Root,
+			EnvTimer+"="+w.timer.Path(),
+			EnvID+"="+w.cfg.ID,
+			EnvKickFile+"="+w.kickFile,
+		)
+	}
+	env := slices.Clip(w.baseEnv)
 	if c != nil {
 		env = append(env,
 			EnvItem+"="+string(c.Data),

@@ -31,6 +31,11 @@ type Spec struct {
 	Log string
 	// Stdout, if set, receives standard output instead of Log.
 	Stdout io.Writer
+	// Stdin, if set, is the child's standard input.
+	Stdin io.Reader
+	// OwnCPU measures the process's own CPU (OwnCPU), without that of the
+	// children it reaped, which its rusage includes.
+	OwnCPU bool
 }
 
 // Proc is a started child process. Started is taken just before the fork
@@ -45,6 +50,10 @@ type Proc struct {
 	log  string
 	done chan struct{}
 	err  error
+	// own is the process's own CPU read just before it was reaped, ownErr
+	// why it could not be.
+	own    time.Duration
+	ownErr error
 }
 
 // Start starts the process. It is killed (SIGKILL) if ctx ends first,
@@ -62,12 +71,17 @@ func Start(ctx context.Context, s Spec) (*Proc, error) {
 	if s.Stdout != nil {
 		cmd.Stdout = s.Stdout
 	}
+	cmd.Stdin = s.Stdin
 	p := &Proc{cmd: cmd, log: s.Log, done: make(chan struct{})}
 	p.Started = time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: starting %s: %w", s.Path, err)
 	}
+	p.ownErr = errNotAsked
 	go func() {
+		if s.OwnCPU {
+			p.own, p.ownErr = ownCPUAtExit(cmd.Process.Pid)
+		}
 		err := cmd.Wait()
 		p.Exited = time.Now()
 		p.err = err
@@ -128,6 +142,25 @@ func (p *Proc) Elapsed() time.Duration {
 func (p *Proc) CPU() time.Duration {
 	<-p.done
 	return p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
+}
+
+// errNotAsked: the Spec did not ask for OwnCPU.
+var errNotAsked = errors.New("bench: own CPU not measured (Spec.OwnCPU)")
+
+// OwnCPU is the CPU time (user + system) of the process itself, without
+// its children's, once it has been reaped.
+func (p *Proc) OwnCPU() (time.Duration, error) {
+	<-p.done
+	return p.own, p.ownErr
+}
+
+// ownCPUAtExit waits for pid to exit and reads its own CPU while it is a
+// zombie, before anything reaps it.
+func ownCPUAtExit(pid int) (time.Duration, error) {
+	if err := awaitExit(pid); err != nil {
+		return 0, fmt.Errorf("%w: waiting for %d: %v", ErrNoProc, pid, err)
+	}
+	return ProcCPU(pid)
 }
 
 // Signal sends sig to the process.

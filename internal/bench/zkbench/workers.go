@@ -24,8 +24,11 @@ func (e *env) loop() []bench.Row {
 	}
 	defer e.cleanup(root)
 
+	xargs, xerr := e.xargs("loop", n, 1)
 	before, jvm0 := e.mntr(), e.jvmCPU()
-	p, err := bench.Run(e.ctx, e.zkdogSpec("loop", "run", "--root", root, "--loop", "--", "true"))
+	ps := e.zkdogSpec("loop", "run", "--root", root, "--loop", "--", "true")
+	ps.OwnCPU = true
+	p, err := bench.Run(e.ctx, ps)
 	if err != nil {
 		return []bench.Row{bench.Failed(metric, err)}
 	}
@@ -34,6 +37,8 @@ func (e *env) loop() []bench.Row {
 		return []bench.Row{bench.Failed(metric, err)}
 	}
 	rate := bench.Rate(n, p.Elapsed(), "items/s")
+	extra := []bench.Row{e.vsXargs(fmt.Sprintf("one looping worker, %s items: zkdog run --loop -- true vs xargs -n1 true (items/s)", bench.Count(n)), rate, xargs, xerr),
+		ownCPURow(p, n)}
 	row := bench.Row{
 		Metric: metric, Zkdog: &rate, Goal: bench.RatioAtLeast(5),
 		Notes: []string{
@@ -49,10 +54,10 @@ func (e *env) loop() []bench.Row {
 	switch {
 	case errors.Is(err, errSkipped):
 		row.Notes = append(row.Notes, "Kazoo comparison skipped (-kazoo \"\")")
-		return []bench.Row{row}
+		return append([]bench.Row{row}, extra...)
 	case err != nil:
 		row.Err = "Kazoo: " + err.Error()
-		return []bench.Row{row}
+		return append([]bench.Row{row}, extra...)
 	}
 	base := bench.Figure{Value: k.ItemsPerSecond, Unit: "items/s"}
 	row.Baseline, row.Ratio = &base, rate.Value/base.Value
@@ -68,7 +73,59 @@ func (e *env) loop() []bench.Row {
 			row.Notes = append(row.Notes, fmt.Sprintf("Kazoo with %s items queued: failed: %v", bench.Count(e.sz.KazooBig), err))
 		}
 	}
-	return []bench.Row{row}
+	return append([]bench.Row{row}, extra...)
+}
+
+// xargsGoal is what zkdog's looping workers should reach of xargs's rate
+// forking the same command on the same items: the share of a fork's cost
+// zkdog may add in taking, supervising and recording an item.
+const xargsGoal = 0.8
+
+// xargs runs `xargs -n1 [-P procs] true` on the n items a job of n items
+// holds, fed on its stdin, and returns its rate.
+func (e *env) xargs(name string, n, procs int) (bench.Figure, error) {
+	var in bytes.Buffer
+	for _, it := range bench.Items(n) {
+		in.Write(it)
+		in.WriteByte('\n')
+	}
+	args := []string{"-n1"}
+	if procs > 1 {
+		args = append(args, "-P", fmt.Sprint(procs))
+	}
+	p, err := bench.Run(e.ctx, bench.Spec{Path: "xargs", Args: append(args, "true"), Log: e.logPath("xargs-" + name), Stdin: &in})
+	if err != nil {
+		return bench.Figure{}, err
+	}
+	return bench.Rate(n, p.Elapsed(), "items/s"), nil
+}
+
+// vsXargs is the row of zkdog's rate against xargs's.
+func (e *env) vsXargs(metric string, rate, xargs bench.Figure, err error) bench.Row {
+	if err != nil {
+		return bench.Failed(metric, fmt.Errorf("xargs: %w", err))
+	}
+	return bench.Row{Metric: metric, Zkdog: &rate, Baseline: &xargs, Ratio: rate.Value / xargs.Value, Goal: bench.RatioAtLeast(xargsGoal),
+		Notes: []string{"baseline: xargs forking true once per item, the items on its stdin, run just before zkdog on the same items"}}
+}
+
+// ownCPUGoal is the most CPU zkdog itself may spend on an item, beyond
+// what its child costs: the issue's budget for a take, a supervised run
+// and a record.
+const ownCPUGoal = 0.4
+
+// ownCPURow is the looping worker's own CPU per item: the zkdog process's
+// user and system time read just before it was reaped, which leaves out
+// its true children.
+func ownCPURow(p *bench.Proc, n int) bench.Row {
+	metric := fmt.Sprintf("one looping worker, %s items: zkdog's own CPU per item, its children's excluded", bench.Count(n))
+	own, err := p.OwnCPU()
+	if err != nil {
+		return bench.Failed(metric, err)
+	}
+	f := bench.Millis(own / time.Duration(n))
+	return bench.Row{Metric: metric, Zkdog: &f, Goal: bench.AtMost(ownCPUGoal, "ms"),
+		Notes: []string{fmt.Sprintf("%v of user and system time in the zkdog process for %d items (/proc/PID/stat of the exited process, before it was reaped)", own.Round(time.Millisecond), n)}}
 }
 
 // trueCPU says what a bare true costs in its own process, forked by the
@@ -141,6 +198,7 @@ func (e *env) pool() []bench.Row {
 	}
 	defer e.cleanup(root)
 
+	xargs, xerr := e.xargs("pool", n, w)
 	before, jvm0 := e.mntr(), e.jvmCPU()
 	procs := make([]*bench.Proc, 0, w)
 	var startErr error
@@ -184,7 +242,8 @@ func (e *env) pool() []bench.Row {
 		return []bench.Row{bench.Failed(metric, fmt.Errorf("raw creates: %w", err))}
 	}
 	base := bench.Rate(e.sz.RawCreates, d, "creates/s")
-	return []bench.Row{{
+	vs := e.vsXargs(fmt.Sprintf("%d looping workers, %s items: aggregate items/s vs xargs -n1 -P%d true", w, bench.Count(n), w), rate, xargs, xerr)
+	return []bench.Row{vs, {
 		Metric: metric, Zkdog: &rate, Baseline: &base, Ratio: rate.Value / base.Value, Goal: bench.RatioAtLeast(0.4),
 		Notes: []string{
 			fmt.Sprintf("zkdog: %v first start to last exit; CPU: the %d zkdog processes (with their true children) %v, ZooKeeper %v, together %.0f%% of the machine's %d cores over the run",
