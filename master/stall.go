@@ -21,9 +21,15 @@ import (
 // at least twice its session timeout, so its session expires first and it
 // is a worker that vanished.
 func (w *waiter) stall(expired []job.TimerState, limit time.Duration) error {
-	leases, err := w.j.Leases()
-	if err != nil {
-		return err
+	// The leases attachWork matched the timers against, which name each
+	// turn's charge; the version checks of endAttempt refuse a turn that
+	// moved on since.
+	leases := w.oldestLeases()
+	if !w.fresh {
+		var err error
+		if leases, err = w.j.Leases(); err != nil {
+			return err
+		}
 	}
 	var errs []error
 	for _, t := range expired {
@@ -45,7 +51,14 @@ func (w *waiter) stallOne(t job.TimerState, leases []protocol.Turn, limit time.D
 			return fmt.Errorf("stalling item %d of hung worker %s: %w", Number(t.Item), t.ID, err)
 		}
 	}
-	return w.j.DeleteTimer(t.Name)
+	if err := w.j.DeleteTimer(t.Name); err != nil {
+		return err
+	}
+	// The master's own deletion is no departure: it dealt with the
+	// timer's lease above, and counting it would make the next timer
+	// limit's polls look at every lease gone and sweep.
+	w.departed++
+	return nil
 }
 
 // leaseOf finds the lease of the item timer t's worker holds, with its

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"time"
@@ -81,10 +82,11 @@ const (
 	MaxPoll = 5 * time.Second
 )
 
-// rearmEvery bounds how often the result counter and the leases are
-// re-read. It adds at most this much to how late the master notices the
-// last result; the end of a job is normally noticed through the timers,
-// which are re-read at once.
+// rearmEvery bounds how often the result counters are re-read, and, once
+// every item has a result, how often the live timers are counted. It adds
+// at most this much to how late the master notices the last result or the
+// last worker leaving; shorter would cost the server more small reads a
+// second, whatever the number of workers.
 const rearmEvery = 50 * time.Millisecond
 
 // Status is the job as the master last saw it.
@@ -103,14 +105,15 @@ type Status struct {
 }
 
 // Wait blocks until the job ends and says how. It is driven by watches on
-// the result counter, the timers, the leases and the abort node, and reads
-// the timers every poll interval for expiry. The error is non-nil only
+// the result counter and the abort node, and by polls that read the
+// counters, the leases and the timers that could have expired; none of
+// its reads is made once per result or once per worker per change. The error is non-nil only
 // when the master could not follow the job (ZooKeeper, the job removed,
 // or ctx cancelled). When the job was removed (ErrRemoved) or ZooKeeper
 // stayed out of reach too long (ErrUnreachable), the report says so too.
 func Wait(ctx context.Context, j *job.Job, cfg WaitConfig) (Report, error) {
-	w := &waiter{j: j, cfg: cfg, start: time.Now(), leases: map[protocol.Turn]bool{},
-		vanished: map[int]protocol.Turn{}, charges: map[int]int{}}
+	w := &waiter{j: j, cfg: cfg, start: time.Now(), leases: map[protocol.Turn]time.Time{},
+		vanished: map[int]protocol.Turn{}, charges: map[int]int{}, timers: map[string]*tracked{}}
 	if w.cfg.Log == nil {
 		w.cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -197,10 +200,31 @@ type waiter struct {
 	spec  protocol.Job
 	start time.Time
 
-	tally    job.Tally
+	tally job.Tally
+	// presence is the timers as listed by drain, after an abort only.
 	presence job.Presence
-	leases   map[protocol.Turn]bool
-	retried  int
+	// came and live are the timers ever created and alive, as last read.
+	came, live int
+	// gauge is the job's accounting as read at the last poll.
+	gauge job.Gauge
+	// departed is the most timers seen gone, departedAt when it last grew.
+	departed   int
+	departedAt time.Time
+	// leases are the leases listed at the last poll, with when each was
+	// first listed; gone those that were in the listing before and not in
+	// it; fresh whether the last poll's listing succeeded.
+	leases map[protocol.Turn]time.Time
+	gone   []protocol.Turn
+	fresh  bool
+	// timers are the timers this master follows for expiry, listedCame
+	// what the workers counter said when they were last listed; see
+	// checkTimers.
+	timers     map[string]*tracked
+	listedCame int
+	listed     bool
+	// lastSweep is when the sweep last listed the job; see sweep.
+	lastSweep time.Time
+	retried   int
 	// suspects are items the last sweep found unaccounted for, with the
 	// state (protocol.TurnOf) they were in.
 	suspects map[int]itemState
@@ -286,11 +310,10 @@ func (w *waiter) abortEnd() End {
 // next change or poll.
 func (w *waiter) follow(ctx context.Context) (Report, error) {
 	f := &follower{
-		tally:  &rearm{arm: w.armTally, every: rearmEvery},
-		timers: &rearm{arm: w.armTimers},
-		leases: &rearm{arm: w.armLeases, every: rearmEvery},
-		abort:  &rearm{arm: w.armAbort},
-		log:    w.cfg.Log,
+		tally:    &rearm{arm: w.armTally, every: rearmEvery},
+		presence: &rearm{arm: w.armPresence},
+		abort:    &rearm{arm: w.armAbort},
+		log:      w.cfg.Log,
 	}
 	poll := time.NewTicker(w.cfg.Poll)
 	defer poll.Stop()
@@ -328,10 +351,12 @@ func (w *waiter) follow(ctx context.Context) (Report, error) {
 			}
 		case <-f.tally.w:
 			f.tally.fired()
-		case <-f.timers.w:
-			f.timers.fired()
-		case <-f.leases.w:
-			f.leases.fired()
+			if w.lastLap() {
+				// The last results are in: count the workers leaving.
+				f.presence.fired()
+			}
+		case <-f.presence.w:
+			f.presence.fired()
 		case <-f.abort.w:
 			f.abort.fired()
 		}
@@ -340,12 +365,34 @@ func (w *waiter) follow(ctx context.Context) (Report, error) {
 
 // noWorkers: the last worker has gone, so the count of results must be
 // current rather than wait for its rate limit.
-func (w *waiter) noWorkers() bool { return len(w.presence.Timers) == 0 }
+func (w *waiter) noWorkers() bool { return w.live == 0 }
+
+// lastLap: every item has a result; the job ends once the workers leave.
+func (w *waiter) lastLap() bool { return w.tally.Done >= w.spec.Items }
 
 // onPoll does what no watch can tell: expired timers, vanished workers'
-// items, items nobody accounts for.
+// items, items nobody accounts for. Its reads are a fixed few, a listing
+// of the leases (one request), the timers that could have expired (about
+// one read per timer per limit) and a listing of the timers only when
+// workers joined; nothing here is read once per result or per worker.
 func (w *waiter) onPoll() *Report {
-	r, err := w.checkTimers()
+	now, err := w.j.Clock()
+	if err != nil {
+		w.cfg.Log.Warn("reading the server clock; will retry", "err", err)
+		return nil
+	}
+	// The leases before the gauge: a lease that vanished without a result
+	// took its worker's timer with it, or went after it, so a lease found
+	// gone here comes with a departure the gauge read next counts.
+	if err := w.refreshLeases(); err != nil {
+		w.cfg.Log.Warn("reading the leases; will retry", "err", err)
+	}
+	if err := w.readGauge(); err != nil {
+		w.cfg.Log.Warn("reading the counters; will retry", "err", err)
+	} else {
+		w.judgeGone()
+	}
+	r, err := w.checkTimers(now)
 	if err != nil {
 		w.cfg.Log.Warn("checking the timers; will retry", "err", err)
 	} else {
@@ -353,11 +400,6 @@ func (w *waiter) onPoll() *Report {
 	}
 	if r != nil {
 		return r
-	}
-	// Listed once without a watch, so that resolve and the sweep never
-	// run on an older view of the leases than each other.
-	if err := w.refreshLeases(); err != nil {
-		w.cfg.Log.Warn("reading the leases; will retry", "err", err)
 	}
 	if err := w.resolve(); err != nil {
 		w.cfg.Log.Warn("checking vanished workers' items; will retry", "err", err)
@@ -369,12 +411,12 @@ func (w *waiter) onPoll() *Report {
 }
 
 func (w *waiter) finished() bool {
-	if len(w.presence.Timers) > 0 {
+	if w.live > 0 {
 		return false
 	}
 	if w.spec.Items == 0 {
 		// A job without items is over once its workers have come and gone.
-		return w.presence.Came >= max(w.spec.ExpectWorkers, 1)
+		return w.came >= max(w.spec.ExpectWorkers, 1)
 	}
 	return w.tally.Done >= w.spec.Items
 }
@@ -403,39 +445,125 @@ func (w *waiter) armAbort() (job.Watch, error) {
 	return changed, err
 }
 
-// armLeases notices leases that vanish. The result transaction deletes a
-// lease and moves its item on at once, so a lease gone with its item
-// still on the leased turn means its worker's session ended mid-item.
-func (w *waiter) armLeases() (job.Watch, error) {
-	turns, changed, err := w.j.WatchLeases()
-	if err == nil {
-		w.noteLeases(turns)
+// armPresence counts the timers, created and alive: two small reads, where
+// a watch on the timers' list would cost a listing of every worker at each
+// join and leave. Until the last result is in, the count is read again at
+// each poll; after it, every rearmEvery, to end soon after the last
+// worker leaves.
+func (w *waiter) armPresence() (job.Watch, error) {
+	came, live, err := w.j.ReadPresence()
+	if err != nil {
+		return nil, err
 	}
-	return changed, err
+	w.notePresence(came, live)
+	if w.lastLap() {
+		return after(rearmEvery), nil
+	}
+	return after(w.cfg.Poll), nil
 }
 
+// after is a Watch that fires once d has passed.
+func after(d time.Duration) job.Watch {
+	ch := make(chan struct{})
+	time.AfterFunc(d, func() { close(ch) })
+	return ch
+}
+
+// notePresence keeps the counts and notes when more timers have gone than
+// ever before: a worker left, or lost its timer.
+func (w *waiter) notePresence(came, live int) {
+	w.came, w.live = came, live
+	if d := came - live; d > w.departed {
+		w.departed, w.departedAt = d, time.Now()
+	}
+}
+
+// readGauge reads the job's accounting, which sweep and status use.
+func (w *waiter) readGauge() error {
+	g, err := w.j.ReadGauge(w.spec)
+	if err != nil {
+		return err
+	}
+	w.gauge = g
+	w.notePresence(g.Came, g.Live)
+	return nil
+}
+
+// refreshLeases lists the leases, once a poll.
 func (w *waiter) refreshLeases() error {
 	turns, err := w.j.Leases()
 	if err == nil {
 		w.noteLeases(turns)
 	}
+	w.fresh = err == nil
 	return err
 }
 
-// noteLeases compares the leases now with those seen last time; the ones
-// gone go to vanished. A lease name is used once only (leasing moves the
-// item's version), so a name seen again is the same lease.
-func (w *waiter) noteLeases(turns []protocol.Turn) {
-	now := make(map[protocol.Turn]bool, len(turns))
-	for _, t := range turns {
-		now[t] = true
+// oldestLeases are the leases of the last listing, those listed first
+// first.
+func (w *waiter) oldestLeases() []protocol.Turn {
+	out := slices.Collect(maps.Keys(w.leases))
+	slices.SortFunc(out, func(a, b protocol.Turn) int { return w.leases[a].Compare(w.leases[b]) })
+	return out
+}
+
+// attachWork finds what the expired timers' workers hold: among this
+// poll's leases, oldest first, when they were listed; else by listing
+// them all.
+func (w *waiter) attachWork(expired []job.TimerState) error {
+	if w.fresh {
+		return w.j.AttachWorkOf(expired, w.oldestLeases())
 	}
+	return w.j.AttachWork(expired)
+}
+
+// noteLeases compares the leases now with those seen last time. A lease
+// gone ended with a result, a give-back, or without either because its
+// worker's session ended or it lost its timer: the last two only with or
+// after the disappearance of that worker's timer. So the leases gone are
+// looked at (resolve, a read each) only while a departure is recent;
+// otherwise they all ended properly, and looking would cost a read per
+// result. A lease that vanished unseen (created and gone between two
+// polls, or while no departure was counted) is left to the sweep. A
+// lease name is used once only (leasing moves the item's version), so a
+// name seen again is the same lease.
+func (w *waiter) noteLeases(turns []protocol.Turn) {
+	now := make(map[protocol.Turn]time.Time, len(turns))
+	at := time.Now()
+	for _, t := range turns {
+		now[t] = at
+		if first, ok := w.leases[t]; ok {
+			now[t] = first
+		}
+	}
+	w.gone = w.gone[:0]
 	for t := range w.leases {
-		if !now[t] {
-			w.vanished[t.Index] = t
+		if _, ok := now[t]; !ok {
+			w.gone = append(w.gone, t)
 		}
 	}
 	w.leases = now
+}
+
+// judgeGone hands the leases gone at the last listing to resolve if a
+// departure is recent, by a count read after that listing.
+func (w *waiter) judgeGone() {
+	if w.departedRecently() {
+		for _, t := range w.gone {
+			w.vanished[t.Index] = t
+		}
+	}
+	w.gone = w.gone[:0]
+}
+
+// departedRecently: a timer went within the last timer limit (at least two
+// polls), the time a worker that lost its timer takes to stop its command
+// and drop its lease. A later drop is found by the sweep. The departure is
+// counted after the leases are listed (onPoll), so a lease gone in this
+// listing is judged by a count that includes its worker.
+func (w *waiter) departedRecently() bool {
+	window := max(w.spec.Timer(), 2*w.cfg.Poll)
+	return !w.departedAt.IsZero() && time.Since(w.departedAt) <= window
 }
 
 // resolve looks at the items of vanished leases: one still on the leased
@@ -517,15 +645,23 @@ func (w *waiter) retryable(r protocol.Result) bool {
 // sweep finds it in the same state, which leaves a worker whose lease
 // creation is in flight the time to finish; if it is slower still, the
 // version check on its lease refuses it.
+//
+// The counters come from the gauge, which lists nothing. With many
+// workers they rarely add up (a take is always between its ticket and its
+// lease somewhere), so the sweep's listings, which grow with the items
+// and the workers, run at most every sweepEvery, unless a worker left
+// recently or none is left: the items of vanished workers are then dealt
+// with within two polls, and a lost ticket's item within two sweepEvery.
 func (w *waiter) sweep() error {
-	c, err := w.j.Counts(w.spec)
-	if err != nil {
-		return err
-	}
-	if c.Issued-c.Done-c.Leased-c.Retry <= 0 {
+	c := w.gauge
+	if c.Unaccounted() <= 0 {
 		w.suspects = nil
 		return nil
 	}
+	if !w.sweepDue() {
+		return nil
+	}
+	w.lastSweep = time.Now()
 	// What is decided below must not rest on a lagging server's view.
 	if err := w.j.Sync(); err != nil {
 		return err
@@ -554,6 +690,17 @@ func (w *waiter) sweep() error {
 	}
 	w.suspects = next
 	return nil
+}
+
+// sweepEvery is how many polls may pass between two sweeps while workers
+// are busy and none left: ten polls are the job's timer by default. A
+// sweep lists every result, lease and retry entry; the cases it alone
+// finds (a ticket's lost reply, a lease that vanished while no departure
+// was seen) are rare, and wait this much longer to be dealt with.
+const sweepEvery = 10
+
+func (w *waiter) sweepDue() bool {
+	return w.live == 0 || w.departedRecently() || time.Since(w.lastSweep) >= sweepEvery*w.cfg.Poll
 }
 
 // accounted is every item that has a result, a lease or a retry entry.
@@ -604,12 +751,16 @@ func (w *waiter) handOutUnaccounted(i int, s itemState) error {
 	return err
 }
 
-// checkTimers reads the timers' ages against the server clock and, if one
-// is over its limit, aborts the job and returns the report; under
-// --on-hang stall it stops only the hung workers (stall) and the job goes
-// on.
-func (w *waiter) checkTimers() (*Report, error) {
-	_, timers, err := w.j.Timers()
+// checkTimers reads the ages of the timers that could be over their limit
+// against the server clock's now, written before (see job.Timers: the
+// reads see every kick that landed before it), and, if one is over its
+// limit, aborts the job and returns the report; under --on-hang stall it
+// stops only the hung workers (stall) and the job goes on.
+func (w *waiter) checkTimers(now time.Time) (*Report, error) {
+	if err := w.learnTimers(); err != nil {
+		return nil, err
+	}
+	timers, err := w.readDue(now)
 	if err != nil {
 		return nil, err
 	}
@@ -627,7 +778,7 @@ func (w *waiter) checkTimers() (*Report, error) {
 		return nil, nil
 	}
 	slices.SortFunc(expired, func(a, b job.TimerState) int { return int(b.Age - a.Age) })
-	attachErr := w.j.AttachWork(expired)
+	attachErr := w.attachWork(expired)
 	if w.spec.Stalls() {
 		if attachErr != nil {
 			// Stopping a worker without knowing its item would leave the
@@ -647,6 +798,70 @@ func (w *waiter) checkTimers() (*Report, error) {
 	}
 	r := w.report(EndHung, reason, expired)
 	return &r, nil
+}
+
+// tracked is a timer the master follows, as last read. due is the server
+// time at which it could first be over its limit: its last kick known
+// plus its limit. Kicks only move the mtime on, so a timer whose due is
+// after now cannot be expired now, and is not read: each timer costs about
+// a read per limit, not one per poll.
+type tracked struct {
+	state job.TimerState
+	due   time.Time
+}
+
+// learnTimers lists the timers when workers came since they were last
+// listed: a newcomer is read at once. Timers that went are dropped when
+// their read finds them gone. Leaves alone never cost a listing.
+func (w *waiter) learnTimers() error {
+	if w.listed && w.came <= w.listedCame {
+		return nil
+	}
+	names, came, err := w.j.TimerNames()
+	if err != nil {
+		return err
+	}
+	now := make(map[string]bool, len(names))
+	for _, n := range names {
+		now[n] = true
+		if w.timers[n] == nil {
+			w.timers[n] = &tracked{}
+		}
+	}
+	for n := range w.timers {
+		if !now[n] {
+			delete(w.timers, n)
+		}
+	}
+	w.listed, w.listedCame = true, came
+	return nil
+}
+
+// readDue reads the timers due by now and returns them; a timer gone is
+// forgotten.
+func (w *waiter) readDue(now time.Time) ([]job.TimerState, error) {
+	var names []string
+	for n, t := range w.timers {
+		if !t.due.After(now) {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	states, err := w.j.ReadTimers(now, names)
+	if err != nil {
+		return nil, err
+	}
+	limit := w.spec.Timer()
+	out := make([]job.TimerState, 0, len(states))
+	for i, s := range states {
+		if s == nil {
+			delete(w.timers, names[i])
+			continue
+		}
+		w.timers[names[i]] = &tracked{state: *s, due: s.Kicked.Add(s.Limit(limit))}
+		out = append(out, *s)
+	}
+	return out, nil
 }
 
 // hungReason says which timer went un-kicked, whose it is and for how long.
@@ -684,7 +899,7 @@ func Number(index int) int { return index + 1 }
 func (w *waiter) outage() bool { return time.Since(w.heard) > w.cfg.OutageLimit }
 
 func (w *waiter) status() Status {
-	timers := len(w.presence.Timers)
+	timers := w.live
 	return Status{
 		Items: w.spec.Items, Done: w.tally.Done, Failed: w.tally.Failed, Running: len(w.leases),
 		Working: min(timers, max(w.spec.Items-w.tally.Done, 0)),

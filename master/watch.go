@@ -8,11 +8,12 @@ import (
 	"github.com/zkdog/zkdog/internal/job"
 )
 
-// rearm is one re-armable watch; arm reads the state and sets the watch.
-// A watch with every > 0 is re-armed at most that often: the result
-// counter and the leases change with every item, and with a thousand
-// workers re-reading them on every change would cost the server thousands
-// of reads a second. Whatever changed meanwhile is read at the next arm.
+// rearm is one re-armable watch; arm reads the state and sets the watch
+// (or, for what no cheap watch can follow, a timer). A watch with
+// every > 0 is re-armed at most that often: the result counter changes
+// with every item, and with thousands of workers re-reading it on every
+// change would cost the server thousands of reads a second. Whatever
+// changed meanwhile is read at the next arm.
 type rearm struct {
 	w     job.Watch // nil while it needs arming
 	arm   func() (job.Watch, error)
@@ -33,9 +34,9 @@ func (r *rearm) due() time.Time {
 // follower holds the master's watches and the timers that bring the loop
 // back when a watch could not be armed or is held back by its rate limit.
 type follower struct {
-	tally, timers, leases, abort *rearm
-	retry, wake                  <-chan time.Time
-	log                          *slog.Logger
+	tally, presence, abort *rearm
+	retry, wake            <-chan time.Time
+	log                    *slog.Logger
 	// answered: the last armAll read something from ZooKeeper.
 	answered bool
 }
@@ -47,7 +48,7 @@ func (f *follower) armAll(force bool) error {
 	failed := false
 	f.answered = false
 	var next time.Time
-	for _, r := range []*rearm{f.tally, f.timers, f.leases, f.abort} {
+	for _, r := range []*rearm{f.tally, f.presence, f.abort} {
 		if r.w != nil {
 			continue
 		}

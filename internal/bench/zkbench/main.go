@@ -55,10 +55,11 @@ var steps = []step{
 	{"heap", "ZooKeeper heap per queued item vs one znode per item", (*env).heap},
 	{"consume", "consume rate from a large queue vs a small one", (*env).consume},
 	{"scale", "a large job worked by many concurrent workers and reported (opt-in: -only scale)", (*env).scale},
+	{"scale10k", "ten thousand workers on a 3-member ensemble, a few hung: the master's cost (opt-in: -only scale10k)", (*env).scale10k},
 }
 
 // optIn steps run only when named with -only: they take minutes.
-var optIn = map[string]bool{"scale": true}
+var optIn = map[string]bool{"scale": true, "scale10k": true}
 
 // sizes are the knobs of every measurement; full and quick presets, each
 // overridable by its flag.
@@ -84,6 +85,12 @@ type sizes struct {
 	SettleDelay     time.Duration // pause between a worker's start and the idle window
 	ScaleItems      int           // items of the scale job
 	ScaleWorkers    int           // concurrent workers of the scale job
+	Fleet           int           // workers of the scale10k step, hung ones included
+	FleetFirst      int           // workers of its first window
+	FleetHung       int           // hung workers among them
+	FleetItems      int           // items of its job
+	FleetTimer      time.Duration // its job's timer
+	FleetWork       time.Duration // the mean time a worker spends on an item
 }
 
 var (
@@ -93,6 +100,7 @@ var (
 		Consumes: 1000, FallbackBig: 250_000, HeapItems: 1_000_000, HeapRawItems: 100_000, KazooBig: 20_000, KazooBigConsume: 200,
 		Idle: time.Minute, IdleTimer: 30 * time.Second, SettleDelay: 2 * time.Second,
 		ScaleItems: 1_000_000, ScaleWorkers: 1000,
+		Fleet: 10_000, FleetFirst: 1000, FleetHung: 5, FleetItems: 100_000, FleetTimer: 30 * time.Second, FleetWork: 25 * time.Second,
 	}
 	quick = sizes{
 		Fill: 10_000, FillReps: 1, Runs: 10, ExitRuns: 3, LoopItems: 200,
@@ -100,6 +108,7 @@ var (
 		Consumes: 200, FallbackBig: 10_000, HeapItems: 100_000, HeapRawItems: 20_000, KazooBig: 2000, KazooBigConsume: 50,
 		Idle: 5 * time.Second, IdleTimer: 4 * time.Second, SettleDelay: time.Second,
 		ScaleItems: 20_000, ScaleWorkers: 100,
+		Fleet: 500, FleetFirst: 50, FleetHung: 2, FleetItems: 20_000, FleetTimer: 30 * time.Second, FleetWork: 5 * time.Second,
 	}
 )
 
@@ -173,6 +182,12 @@ func run() int {
 	flag.IntVar(&sz.KazooBigConsume, "kazoo-big-consume", 0, "items Kazoo consumes from its large queue (default 200; 50 with -quick)")
 	flag.IntVar(&sz.ScaleItems, "scale-items", 0, "items of the scale step's job (default 1000000; 20000 with -quick)")
 	flag.IntVar(&sz.ScaleWorkers, "scale-workers", 0, "concurrent in-process workers of the scale step (default 1000; 100 with -quick)")
+	flag.IntVar(&sz.Fleet, "scale10k-workers", 0, "concurrent in-process workers of the scale10k step, hung ones included (default 10000; 500 with -quick)")
+	flag.IntVar(&sz.FleetFirst, "scale10k-first", 0, "workers of the scale10k step's first window, its baseline (default 1000; 50 with -quick)")
+	flag.IntVar(&sz.FleetHung, "scale10k-hung", 0, "hung workers of the scale10k step (default 5; 2 with -quick)")
+	flag.IntVar(&sz.FleetItems, "scale10k-items", 0, "items of the scale10k step's job (default 100000; 20000 with -quick)")
+	flag.DurationVar(&sz.FleetTimer, "scale10k-timer", 0, "the scale10k job's timer (default 30s)")
+	flag.DurationVar(&sz.FleetWork, "scale10k-work", 0, "the mean time a scale10k worker spends on an item (default 25s; 5s with -quick); the first window's workers take scale10k-first/scale10k-workers of it per item while they run alone, so that both windows see the same rate of results")
 	flag.DurationVar(&sz.Idle, "idle", 0, "measured window of each idle-supervision run (default 1m; 5s with -quick)")
 	flag.DurationVar(&sz.IdleTimer, "idle-timer", 0, "the job's timer limit in the idle runs; workers kick at most every quarter of it (default 30s; 4s with -quick)")
 	flag.Usage = func() {
@@ -446,6 +461,12 @@ func withPreset(sz, p sizes) sizes {
 	set(&sz.ScaleWorkers, p.ScaleWorkers)
 	set(&sz.HeapItems, p.HeapItems)
 	set(&sz.HeapRawItems, p.HeapRawItems)
+	set(&sz.Fleet, p.Fleet)
+	set(&sz.FleetFirst, p.FleetFirst)
+	set(&sz.FleetHung, p.FleetHung)
+	set(&sz.FleetItems, p.FleetItems)
+	setD(&sz.FleetTimer, p.FleetTimer)
+	setD(&sz.FleetWork, p.FleetWork)
 	if sz.FallbackBig < 0 {
 		sz.FallbackBig = p.FallbackBig
 	}
