@@ -1,6 +1,7 @@
 package job
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -170,7 +171,7 @@ func (j *Job) AttachWorkOf(timers []TimerState, leases []protocol.Turn) error {
 			t := &timers[k]
 			t.Item, t.Attempt = turn.Index, turn.Attempt
 			labels = append(labels, func() error {
-				if b, _, err := j.conn.Get(j.L.Item(turn.Index)); err == nil {
+				if b, err := j.item(context.Background(), turn.Index); err == nil {
 					t.Label = protocol.Label(b)
 				}
 				return nil // the label is a courtesy
