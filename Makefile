@@ -22,7 +22,7 @@ ZK_JAR   := /usr/share/java/zookeeper.jar
 # The scheduler tests run a real single-node Slurm, and its Torque-style qsub.
 SLURM_PKGS := slurmctld slurmd slurm-client slurm-wlm-torque
 
-.PHONY: all deps test-deps build man completions install uninstall test test-short fuzz bench demo clean
+.PHONY: all deps test-deps build man completions install uninstall test test-short fuzz bench bench-scale demo clean
 
 # How long make fuzz runs each fuzz target; make test runs each for 3s.
 FUZZTIME ?= 60s
@@ -101,6 +101,10 @@ bench: deps build
 	$(GO) test -run '^$$' -bench SealFootprint -benchtime 1x -count 1 ./internal/job/
 	$(GO) test -run '^$$' -bench JoblogReads -benchtime 4000x -count 1 ./master/
 	./scripts/bench.sh
+
+## bench-scale: ten thousand in-process workers on a 3-member ensemble (opt-in, 10 to 20 minutes).
+bench-scale: deps build
+	./scripts/bench.sh -only scale10k -zk-heap 768 -step-timeout 24m
 
 ## demo: a local ZooKeeper, a master and workers; a clean run, then a hung worker caught.
 demo: deps build
