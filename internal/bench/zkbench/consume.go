@@ -38,7 +38,7 @@ func (q *queueSide) total() time.Duration {
 }
 
 // consume measures whether taking an item costs more from a large queue
-// than from a small one: the protocol promises three round trips
+// than from a small one: the protocol promises two round trips
 // whatever the length. One in-process worker takes and records (Take then
 // Record, both timed) the same number of items from each, in alternating
 // rounds, with both jobs in the server at once so that the server's own
