@@ -1,7 +1,6 @@
 package job
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"path"
@@ -183,56 +182,17 @@ func (j *Job) Kick(name string) error {
 }
 
 // AttachWork fills in what each timer's worker is working on, from the
-// leases (which name their worker's timer) and the items' text. It costs a
-// read per lease and per item found, so it is for reports, not for every
-// poll.
+// leases (which name their worker's timer) and the items' text: a listing
+// and AttachWorkOf, so it is for reports, not for every poll. A worker
+// taking ahead holds two leases; the lower index is, in ticket order, the
+// one it runs.
 func (j *Job) AttachWork(timers []TimerState) error {
-	names, _, err := j.conn.Children(j.L.Leases())
+	leases, err := j.Leases()
 	if err != nil {
-		return fmt.Errorf("listing leases: %w", err)
+		return err
 	}
-	owners := make([]string, len(names))
-	fns := make([]func() error, 0, len(names))
-	for i, n := range names {
-		fns = append(fns, func() error {
-			b, _, err := j.conn.Get(j.L.Leases() + "/" + n)
-			if errors.Is(err, zk.ErrNoNode) {
-				return nil // finished meanwhile
-			}
-			if err != nil {
-				return err
-			}
-			if l, err := protocol.DecodeLease(b); err == nil {
-				owners[i] = l.Timer
-			}
-			return nil
-		})
-	}
-	if err := parallel(32, fns...); err != nil {
-		return fmt.Errorf("reading leases: %w", err)
-	}
-	byTimer := make(map[string]int, len(timers))
-	for i := range timers {
-		byTimer[timers[i].Name] = i
-	}
-	fns = fns[:0]
-	for i, n := range names {
-		k, ok := byTimer[owners[i]]
-		turn, err := protocol.ParseTurn(n)
-		if !ok || err != nil {
-			continue
-		}
-		t := &timers[k]
-		t.Item, t.Attempt = turn.Index, turn.Attempt
-		fns = append(fns, func() error {
-			b, err := j.item(context.Background(), turn.Index)
-			if err == nil {
-				t.Label = protocol.Label(b)
-			}
-			return nil // the label is a courtesy
-		})
-	}
-	return parallel(32, fns...)
+	slices.SortFunc(leases, func(a, b protocol.Turn) int { return a.Index - b.Index })
+	return j.AttachWorkOf(timers, leases)
 }
 
 // LiveTimers counts the live timers; none when the timers node is gone
